@@ -1,0 +1,44 @@
+"""Read ``<configuration><appSettings>`` from an IIS web.config the way .NET does.
+
+``<add key value>`` adds or replaces, ``<remove key>`` drops one key, ``<clear/>`` drops all keys seen so
+far. DTDs and external entities are refused: a web.config is data, never a fetch instruction.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from lxml import etree
+
+from app.errors import ConfigurationError
+
+
+def read_app_settings(path: str | Path) -> dict[str, str]:
+    path = Path(path)
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+                             remove_comments=True, huge_tree=False)
+    try:
+        tree = etree.parse(str(path), parser)
+    except OSError as exc:
+        raise ConfigurationError([f"cannot read {path}: {exc}"]) from exc
+    except etree.XMLSyntaxError as exc:
+        raise ConfigurationError([f"{path} is not well-formed XML: {exc}"]) from exc
+    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+        raise ConfigurationError([f"{path} declares a DTD; DTDs and entities are not allowed in web.config"])
+    root = tree.getroot()
+    if root.tag != "configuration":
+        raise ConfigurationError([f"{path}: root element is <{root.tag}>, expected <configuration>"])
+    settings: dict[str, str] = {}
+    for section in root.findall("appSettings"):
+        for element in section:
+            if not isinstance(element.tag, str):
+                continue
+            if element.tag == "add":
+                key = element.get("key")
+                if key is None:
+                    raise ConfigurationError([f"{path} line {element.sourceline}: <add> without key"])
+                settings[key] = element.get("value", "")
+            elif element.tag == "remove":
+                settings.pop(element.get("key", ""), None)
+            elif element.tag == "clear":
+                settings.clear()
+    return settings

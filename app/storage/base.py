@@ -1,0 +1,48 @@
+"""The storage interface every backend implements (filesystem now, Azure Blob behind the same methods)."""
+from __future__ import annotations
+
+import uuid
+from typing import BinaryIO, Iterator, Protocol, runtime_checkable
+
+CHUNK_SIZE = 256 * 1024
+
+
+def new_key() -> str:
+    """A fresh blob key: random, fanned out over 256 folders, with no client data in it."""
+    token = uuid.uuid4().hex
+    return f"{token[:2]}/{token}.dcm"
+
+
+@runtime_checkable
+class BlobStorage(Protocol):
+    name: str
+    """Short backend name reported by /health, e.g. ``filesystem``."""
+
+    def put_file(self, key: str, source_path: str, *, move: bool = False) -> int:
+        """Store the file at ``source_path`` under ``key`` atomically; return its size.
+
+        ``move`` lets a backend take the file over (a rename) instead of copying it. Either the whole
+        blob is visible under ``key`` afterwards or nothing is.
+        """
+
+    def open(self, key: str) -> BinaryIO:
+        """A readable binary file object over the whole blob (caller closes it)."""
+
+    def iter_range(self, key: str, start: int = 0, length: int | None = None,
+                   chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """The bytes ``[start, start+length)`` in chunks, without reading the rest of the blob."""
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """Exactly ``length`` bytes from ``start`` (raises StorageError when the blob is shorter)."""
+
+    def size(self, key: str) -> int:
+        ...
+
+    def exists(self, key: str) -> bool:
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the blob; a missing blob is not an error."""
+
+    def check(self) -> None:
+        """Raise StorageError unless the backend is reachable and writable (used by /health)."""
