@@ -160,10 +160,11 @@ instance = Table(
     Column("blob_size", BigInteger, nullable=False),
     # Pixel Data located once at store time (byte offset of the value, and its length; -1 when undefined
     # length), and for encapsulated syntaxes the frames as JSON [[offset, length], ...] of each frame's
-    # fragments, so /frames/N is a ranged read.
+    # fragments, plus the offset of every other bulk value: JSON {"frames": [[[offset, length], ...], ...],
+    # "bulk": {"tag/path": [offset, length]}}, so /frames/N and /bulkdata are ranged reads.
     Column("pixel_data_offset", BigInteger, nullable=True),
     Column("pixel_data_length", BigInteger, nullable=True),
-    Column("frame_index", Text, nullable=True),
+    Column("layout_json", Text, nullable=True),
     # DICOM JSON of the instance with bulk data replaced by BulkDataURIs relative to the WADO-RS root.
     Column("metadata_json", Text, nullable=False),
     Column("created_at", DateTime, nullable=False),

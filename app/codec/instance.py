@@ -1,0 +1,347 @@
+"""Read an uploaded Part-10 file once and derive everything later requests need.
+
+``inspect_file`` parses the header with large values deferred (never loading pixel data), validates the
+identifying attributes, and returns:
+- the index record (plain strings and numbers for the four levels; no pydicom types leak out),
+- the DICOM JSON metadata of the instance with bulk data replaced by BulkDataURIs,
+- the byte layout: where Pixel Data and every other bulk value sit in the file, and each frame's fragments,
+  so that metadata, bulk data and frame retrieval never re-parse the file.
+"""
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+
+import pydicom
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.tag import Tag
+from pydicom.uid import UID
+
+from app.codec import values as v
+from app.index import tables as t
+
+# Values larger than this are bulk data: BulkDataURI in metadata, never inline (PS3.18 8.7.3.3).
+BULK_DATA_THRESHOLD = 1024
+# Values larger than this are not even read while parsing.
+DEFER_SIZE = 16 * 1024
+BULK_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
+# In stored metadata, BulkDataURIs start with this token; WADO-RS replaces it with its own base URL
+# (from app:WadoRsUrl or the request), so the same fragment serves every host name a client uses.
+BULK_BASE_TOKEN = "dicomcloud-base:"
+
+PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+DEFLATED = {"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"}
+
+
+class InvalidInstance(Exception):
+    """The object cannot be stored; ``reason`` is a STOW-RS failure reason code (app/stow/status.py)."""
+
+    def __init__(self, reason: int, message: str, sop_class_uid: str = "", sop_instance_uid: str = ""):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.sop_class_uid = sop_class_uid
+        self.sop_instance_uid = sop_instance_uid
+
+
+@dataclass
+class InspectedInstance:
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    patient: dict
+    study: dict
+    series: dict
+    request_attributes: list[dict]
+    instance: dict
+    metadata_json: str
+    layout: dict | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _first(ds: Dataset, keyword: str):
+    try:
+        value = ds.get(keyword)
+    except Exception:
+        return None
+    if isinstance(value, pydicom.multival.MultiValue):
+        return value[0] if len(value) else None
+    return value
+
+
+def _valid_uid(value) -> bool:
+    return bool(value) and UID(str(value)).is_valid
+
+
+def inspect_file(path: str) -> InspectedInstance:
+    try:
+        ds = pydicom.dcmread(path, defer_size=DEFER_SIZE)
+    except (InvalidDicomError, EOFError, OSError, ValueError, struct.error, NotImplementedError, KeyError,
+            TypeError, AttributeError) as exc:
+        raise InvalidInstance(0xC000, f"not a readable DICOM Part-10 object: {exc}") from exc
+
+    sop_class = str(ds.get("SOPClassUID", "") or getattr(ds.file_meta, "MediaStorageSOPClassUID", "") or "")
+    sop_instance = str(ds.get("SOPInstanceUID", "") or
+                       getattr(ds.file_meta, "MediaStorageSOPInstanceUID", "") or "")
+    try:
+        return _inspect(ds, sop_class, sop_instance)
+    except InvalidInstance as exc:
+        exc.sop_class_uid = exc.sop_class_uid or sop_class
+        exc.sop_instance_uid = exc.sop_instance_uid or sop_instance
+        raise
+    except Exception as exc:  # a malformed value deep in the file: the part fails, the server does not
+        raise InvalidInstance(0xC000, f"cannot parse the DICOM object: {type(exc).__name__}: {exc}",
+                              sop_class, sop_instance) from exc
+
+
+def _inspect(ds: Dataset, sop_class: str, sop_instance: str) -> InspectedInstance:
+    transfer_syntax = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "")
+    if not transfer_syntax:
+        raise InvalidInstance(0xC000, "the file meta information has no Transfer Syntax UID")
+    study_uid = str(ds.get("StudyInstanceUID", "") or "")
+    series_uid = str(ds.get("SeriesInstanceUID", "") or "")
+    missing = [name for name, value in (("SOPClassUID", sop_class), ("SOPInstanceUID", sop_instance),
+                                        ("StudyInstanceUID", study_uid), ("SeriesInstanceUID", series_uid))
+               if not value]
+    if missing:
+        raise InvalidInstance(0xA900, "missing required attribute(s): " + ", ".join(missing))
+    invalid = [f"{name}={value!r}" for name, value in (("SOPClassUID", sop_class),
+                                                       ("SOPInstanceUID", sop_instance),
+                                                       ("StudyInstanceUID", study_uid),
+                                                       ("SeriesInstanceUID", series_uid),
+                                                       ("TransferSyntaxUID", transfer_syntax))
+               if not _valid_uid(value)]
+    if invalid:
+        raise InvalidInstance(0xA900, "invalid UID value(s): " + ", ".join(invalid))
+    meta_sop = str(getattr(ds.file_meta, "MediaStorageSOPInstanceUID", "") or "")
+    warnings = []
+    if meta_sop and meta_sop != sop_instance:
+        raise InvalidInstance(0xA900, f"MediaStorageSOPInstanceUID {meta_sop} differs from SOPInstanceUID "
+                                      f"{sop_instance}")
+
+    patient_name = v.text(_first(ds, "PatientName"), t.PN)
+    referring = v.text(_first(ds, "ReferringPhysicianName"), t.PN)
+    study_date = v.normalize_date(ds.get("StudyDate"))
+    study_time = v.normalize_time(ds.get("StudyTime"))
+    patient = {
+        "patient_id": v.text(ds.get("PatientID"), t.LO),
+        "issuer_of_patient_id": v.text(ds.get("IssuerOfPatientID"), t.LO),
+        "patient_name": patient_name,
+        "patient_name_match": v.fold_name(patient_name)[:t.PN],
+        "patient_birth_date": v.normalize_date(ds.get("PatientBirthDate")),
+        "patient_sex": v.text(ds.get("PatientSex"), t.CS),
+    }
+    study = {
+        "study_instance_uid": study_uid,
+        "study_date": study_date,
+        "study_time": study_time,
+        "study_datetime": v.combine_datetime(study_date, study_time),
+        "accession_number": v.text(ds.get("AccessionNumber"), t.SH),
+        "study_id": v.text(ds.get("StudyID"), t.SH),
+        "study_description": v.text(ds.get("StudyDescription"), t.LO),
+        "referring_physician_name": referring,
+        "referring_physician_name_match": v.fold_name(referring)[:t.PN],
+        "timezone_offset_from_utc": v.text(ds.get("TimezoneOffsetFromUTC"), t.SH),
+        "specific_character_set": v.text(ds.get("SpecificCharacterSet"), t.LO),
+    }
+    series = {
+        "series_instance_uid": series_uid,
+        "modality": v.text(ds.get("Modality"), t.CS),
+        "series_number": v.to_int(ds.get("SeriesNumber")),
+        "series_description": v.text(ds.get("SeriesDescription"), t.LO),
+        "series_date": v.normalize_date(ds.get("SeriesDate")),
+        "series_time": v.normalize_time(ds.get("SeriesTime")),
+        "body_part_examined": v.text(ds.get("BodyPartExamined"), t.CS),
+        "laterality": v.text(ds.get("Laterality"), t.CS),
+        "performed_procedure_step_start_date": v.normalize_date(ds.get("PerformedProcedureStepStartDate")),
+        "performed_procedure_step_start_time": v.normalize_time(ds.get("PerformedProcedureStepStartTime")),
+        "timezone_offset_from_utc": v.text(ds.get("TimezoneOffsetFromUTC"), t.SH),
+    }
+    request_attributes = [
+        {"requested_procedure_id": v.text(item.get("RequestedProcedureID"), t.SH),
+         "scheduled_procedure_step_id": v.text(item.get("ScheduledProcedureStepID"), t.SH)}
+        for item in (ds.get("RequestAttributesSequence") or [])
+    ]
+    number_of_frames = v.to_int(ds.get("NumberOfFrames"))
+    instance = {
+        "sop_instance_uid": sop_instance,
+        "sop_class_uid": sop_class,
+        "instance_number": v.to_int(ds.get("InstanceNumber")),
+        "content_date": v.normalize_date(ds.get("ContentDate")),
+        "content_time": v.normalize_time(ds.get("ContentTime")),
+        "rows": v.to_int(ds.get("Rows")),
+        "columns": v.to_int(ds.get("Columns")),
+        "bits_allocated": v.to_int(ds.get("BitsAllocated")),
+        "number_of_frames": number_of_frames,
+        "transfer_syntax_uid": transfer_syntax,
+    }
+
+    instance_path = f"studies/{study_uid}/series/{series_uid}/instances/{sop_instance}"
+    bulk: dict[str, list[int]] = {}
+    metadata = _to_json(ds, [], instance_path, bulk, transfer_syntax in DEFLATED,
+                        instance["bits_allocated"] or 16)
+    layout = None
+    if transfer_syntax not in DEFLATED:
+        layout = {"bulk": bulk, "frames": _frame_layout(ds, transfer_syntax, instance)}
+        pixel = next((bulk[f"{tag:08X}"] for tag in PIXEL_DATA_TAGS if f"{tag:08X}" in bulk), None)
+        instance["pixel_data_offset"], instance["pixel_data_length"] = pixel if pixel else (None, None)
+    else:
+        instance["pixel_data_offset"] = instance["pixel_data_length"] = None
+    return InspectedInstance(
+        study_instance_uid=study_uid, series_instance_uid=series_uid, sop_instance_uid=sop_instance,
+        sop_class_uid=sop_class, transfer_syntax_uid=transfer_syntax, patient=patient, study=study,
+        series=series, request_attributes=request_attributes, instance=instance,
+        metadata_json=json.dumps(metadata, separators=(",", ":"), ensure_ascii=False),
+        layout=layout, warnings=warnings)
+
+
+def _vr_of(raw, tag: int, bits_allocated: int) -> str:
+    vr = raw.VR if isinstance(raw, RawDataElement) else raw.VR
+    if not vr:
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            vr = "UN"
+    if vr in ("OB or OW", "OB/OW"):
+        vr = "OW" if bits_allocated > 8 else "OB"
+    elif " or " in vr:
+        vr = vr.split(" or ")[0]
+    return vr
+
+
+def _to_json(ds: Dataset, path: list[str], instance_path: str, bulk: dict, deflated: bool,
+             bits_allocated: int) -> dict:
+    """DICOM JSON of ``ds`` without reading deferred bulk values; records bulk value locations in ``bulk``."""
+    result: dict = {}
+    for tag in ds.keys():
+        raw = ds.get_item(tag)
+        tag_hex = f"{int(tag):08X}"
+        vr = _vr_of(raw, int(tag), bits_allocated)
+        length = getattr(raw, "length", None)
+        is_deferred = isinstance(raw, RawDataElement) and raw.value is None and raw.length not in (0, None)
+        element_path = path + [tag_hex]
+        is_pixel_data = int(tag) in PIXEL_DATA_TAGS and length not in (0, None)
+        if vr in BULK_VRS and (is_deferred or is_pixel_data or (length is not None and 0 < length != 0xFFFFFFFF
+                                                                and length > BULK_DATA_THRESHOLD)):
+            key = "/".join(element_path)
+            result[tag_hex] = {"vr": vr, "BulkDataURI": f"{BULK_BASE_TOKEN}{instance_path}/bulkdata/{key}"}
+            tell = getattr(raw, "value_tell", None)
+            if isinstance(raw, RawDataElement) and tell is not None and not deflated:
+                bulk[key] = [int(tell), int(raw.length) if raw.length != 0xFFFFFFFF else -1]
+            continue
+        element = ds[tag]
+        if element.VR == "SQ":
+            items = []
+            for number, item in enumerate(element.value or []):
+                items.append(_to_json(item, element_path + [str(number)], instance_path, bulk, deflated,
+                                      bits_allocated))
+            entry = {"vr": "SQ"}
+            if items:
+                entry["Value"] = items
+            result[tag_hex] = entry
+            continue
+        if element.VR in BULK_VRS and element.value is not None and len(element.value) > BULK_DATA_THRESHOLD:
+            key = "/".join(element_path)
+            result[tag_hex] = {"vr": element.VR,
+                               "BulkDataURI": f"{BULK_BASE_TOKEN}{instance_path}/bulkdata/{key}"}
+            tell = getattr(raw, "value_tell", None)
+            if tell is not None and not deflated and isinstance(raw, RawDataElement):
+                bulk[key] = [int(tell), int(raw.length)]
+            continue
+        result[tag_hex] = element.to_json_dict(None, BULK_DATA_THRESHOLD)
+    return result
+
+
+def _frame_layout(ds: Dataset, transfer_syntax: str, instance: dict) -> list | None:
+    """Per frame, the [offset, length] of its bytes (native) or of each of its fragments (encapsulated)."""
+    raw = ds.get_item(0x7FE00010)
+    if raw is None or not isinstance(raw, RawDataElement) or raw.value_tell is None:
+        return None
+    frames = instance["number_of_frames"] or 1
+    filename = ds.filename if isinstance(ds.filename, str) else None
+    if raw.length != 0xFFFFFFFF:
+        rows, columns, bits = instance["rows"], instance["columns"], instance["bits_allocated"]
+        samples = v.to_int(ds.get("SamplesPerPixel")) or 1
+        if not (rows and columns and bits) or (rows * columns * samples * bits) % 8:
+            return None
+        size = rows * columns * samples * bits // 8
+        if size * frames > raw.length:
+            return None
+        return [[[raw.value_tell + i * size, size]] for i in range(frames)]
+    if not filename:
+        return None
+    with open(filename, "rb") as handle:
+        fragments = _read_fragments(handle, raw.value_tell, raw.is_little_endian)
+        if not fragments:
+            return None
+        offset_table, fragments = fragments[0], fragments[1:]
+        if not fragments:
+            return None
+        if frames == 1:
+            return [[[o, n] for o, n, _ in fragments]]
+        if len(fragments) == frames:
+            return [[[o, n]] for o, n, _ in fragments]
+        starts = _frame_starts(ds, handle, offset_table, fragments, frames)
+        if starts is None:
+            return None
+        result = []
+        for number, first in enumerate(starts):
+            last = starts[number + 1] if number + 1 < len(starts) else len(fragments)
+            result.append([[o, n] for o, n, _ in fragments[first:last]])
+        return result
+
+
+def _read_fragments(handle, start: int, little_endian: bool) -> list[tuple[int, int, int]]:
+    """(data offset, length, item offset) of each item of encapsulated Pixel Data, Basic Offset Table first."""
+    order = "<" if little_endian else ">"
+    handle.seek(start)
+    items = []
+    while True:
+        header = handle.read(8)
+        if len(header) < 8:
+            return []
+        group, element, length = struct.unpack(order + "HHL", header)
+        tag = (group << 16) | element
+        if tag == 0xFFFEE0DD:
+            return items
+        if tag != 0xFFFEE000 or length == 0xFFFFFFFF:
+            return []
+        item_offset = handle.tell() - 8
+        items.append((handle.tell(), length, item_offset))
+        handle.seek(length, 1)
+
+
+def _frame_starts(ds, handle, offset_table, fragments, frames) -> list[int] | None:
+    """Index of the first fragment of each frame, from the offset tables or the codestream markers."""
+    first_item = fragments[0][2]
+    positions = {item_offset - first_item: index for index, (_, _, item_offset) in enumerate(fragments)}
+    extended = ds.get_item(0x7FE00001)
+    if extended is not None:
+        data = ds[0x7FE00001].value
+        offsets = list(struct.unpack(f"<{len(data) // 8}Q", data))
+        starts = [positions.get(o) for o in offsets]
+        if len(starts) == frames and None not in starts:
+            return starts
+    data_offset, length, _ = offset_table
+    if length:
+        handle.seek(data_offset)
+        table = handle.read(length)
+        offsets = struct.unpack(f"<{length // 4}L", table)
+        starts = [positions.get(o) for o in offsets]
+        if len(starts) == frames and None not in starts:
+            return starts
+    starts = []
+    for index, (offset, size, _) in enumerate(fragments):
+        handle.seek(offset)
+        marker = handle.read(2)
+        if marker in (b"\xff\xd8", b"\xff\x4f"):   # JPEG / JPEG-LS SOI, JPEG 2000 SOC
+            starts.append(index)
+    if len(starts) == frames and starts[0] == 0:
+        return starts
+    return None

@@ -1,0 +1,27 @@
+"""The per-application services (settings, index engine, blob storage) and per-request accessors."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import current_app, request
+
+
+@dataclass
+class Services:
+    settings: object
+    engine: object
+    storage: object
+    temp_dir: Path
+
+
+def current_services() -> Services:
+    return current_app.extensions["dicomcloud"]
+
+
+def wado_rs_base() -> str:
+    """WADO-RS root for RetrieveURL/BulkDataURI: app:WadoRsUrl, else the host and port the client used."""
+    configured = current_services().settings.wado_rs_url
+    if configured:
+        return configured.rstrip("/")
+    return request.url_root.rstrip("/") + "/api"

@@ -1,0 +1,294 @@
+"""STOW-RS (PS3.18 10.5) without Flask: read parts, store each one, build the response dataset.
+
+Each part is stored on its own: a bad part gets a FailedSOPSequence item and the others go on. A part is
+stored in two steps, blob first then index, and undone if the second step fails, so nothing half-written
+stays behind: an instance is visible to QIDO/WADO only once its bytes are safely in the blob store.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from app.codec.assemble import write_part10
+from app.codec.instance import InspectedInstance, InvalidInstance, inspect_file
+from app.codec.native_xml import from_xml
+from app.dicomweb import media
+from app.dicomweb.multipart import Part, iter_parts
+from app.errors import BadRequest, StorageError, UnsupportedMediaType
+from app.index import store as index_store
+from app.storage import new_key
+from app.stow import status
+
+log = logging.getLogger(__name__)
+
+ACCEPTED_ROOT_TYPES = (media.DICOM, media.DICOM_JSON, media.DICOM_XML)
+
+
+@dataclass
+class StoreContext:
+    engine: object
+    storage: object
+    temp_dir: str
+    retrieve_base: str                 # WADO-RS root, e.g. http://host/api
+    validate_duplicates: bool = True
+    max_header_bytes: int = 65536
+    max_request_bytes: int = 0
+
+
+@dataclass
+class StoreOutcome:
+    referenced: list[dict] = field(default_factory=list)   # stored instances
+    failed: list[dict] = field(default_factory=list)
+    warned: int = 0
+    study_uids: set = field(default_factory=set)
+    url_study_uid: str | None = None
+
+    @property
+    def http_status(self) -> int:
+        return status.http_status(len(self.referenced), len(self.failed), self.warned)
+
+
+def request_media(content_type: str | None) -> tuple[str, str]:
+    """(root media type, boundary) of a STOW-RS request; 415 for anything but multipart/related of DICOM."""
+    parsed = media.parse_media_type(content_type)
+    if parsed is None or parsed.type != media.MULTIPART_RELATED:
+        raise UnsupportedMediaType(
+            f"STOW-RS takes multipart/related; type=\"application/dicom\" (or application/dicom+json, "
+            f"application/dicom+xml) bodies, not {content_type or 'a request without Content-Type'}")
+    root = (parsed.param("type") or media.DICOM).lower()
+    if root not in ACCEPTED_ROOT_TYPES:
+        raise UnsupportedMediaType(f"multipart/related type {root!r} is not supported; use one of "
+                                   + ", ".join(ACCEPTED_ROOT_TYPES))
+    boundary = parsed.param("boundary")
+    if not boundary:
+        raise BadRequest("multipart/related Content-Type has no boundary parameter")
+    return root, boundary
+
+
+def store_request(stream: BinaryIO, content_type: str | None, url_study_uid: str | None,
+                  ctx: StoreContext) -> StoreOutcome:
+    root, boundary = request_media(content_type)
+    os.makedirs(ctx.temp_dir, exist_ok=True)
+    outcome = StoreOutcome(url_study_uid=url_study_uid)
+    parts = iter_parts(stream, boundary, ctx.temp_dir, max_header_bytes=ctx.max_header_bytes,
+                       max_body_bytes=ctx.max_request_bytes)
+    if root == media.DICOM:
+        for part in parts:
+            try:
+                _store_dicom_part(part, url_study_uid, ctx, outcome)
+            finally:
+                part.discard()
+        return outcome
+
+    collected: list[Part] = []
+    try:
+        for part in parts:
+            collected.append(part)
+        _store_metadata_parts(collected, root, url_study_uid, ctx, outcome)
+    finally:
+        for part in collected:
+            part.discard()
+    return outcome
+
+
+def _store_dicom_part(part: Part, url_study_uid: str | None, ctx: StoreContext, outcome: StoreOutcome) -> None:
+    part_type = media.parse_media_type(part.content_type)
+    if part_type is not None and part_type.type != media.DICOM:
+        _fail(outcome, status.CANNOT_UNDERSTAND, f"part {part.index + 1} is {part_type.type}, "
+                                                 "expected application/dicom")
+        return
+    _store_file(part.path, f"part {part.index + 1}", url_study_uid, ctx, outcome)
+
+
+def _store_file(path: str, label: str, url_study_uid: str | None, ctx: StoreContext,
+                outcome: StoreOutcome) -> None:
+    try:
+        inspected = inspect_file(path)
+    except InvalidInstance as exc:
+        _fail(outcome, exc.reason, f"{label}: {exc.message}", exc.sop_class_uid, exc.sop_instance_uid)
+        return
+    if url_study_uid and inspected.study_instance_uid != url_study_uid:
+        _fail(outcome, status.DATA_SET_DOES_NOT_MATCH,
+              f"{label}: StudyInstanceUID {inspected.study_instance_uid} differs from {url_study_uid} in the URL",
+              inspected.sop_class_uid, inspected.sop_instance_uid)
+        return
+    if ctx.validate_duplicates and index_store.find_instance(ctx.engine, inspected.sop_instance_uid):
+        _fail(outcome, status.DUPLICATE_SOP_INSTANCE,
+              f"{label}: SOP Instance {inspected.sop_instance_uid} is already stored",
+              inspected.sop_class_uid, inspected.sop_instance_uid)
+        return
+    _commit(path, label, inspected, ctx, outcome)
+
+
+def _commit(path: str, label: str, inspected: InspectedInstance, ctx: StoreContext,
+            outcome: StoreOutcome) -> None:
+    """Blob, then index; the blob is removed again if the index refuses the instance."""
+    key = new_key()
+    try:
+        size = ctx.storage.put_file(key, path, move=True)
+    except StorageError as exc:
+        log.error("%s: blob write failed: %s", label, exc)
+        reason = status.OUT_OF_RESOURCES if "No space" in str(exc) else status.PROCESSING_FAILURE
+        _fail(outcome, reason, f"{label}: the file could not be written to storage",
+              inspected.sop_class_uid, inspected.sop_instance_uid)
+        return
+    try:
+        result = index_store.store_instance(ctx.engine, inspected, blob_key=key, blob_size=size,
+                                            layout=inspected.layout, replace=not ctx.validate_duplicates)
+    except index_store.DuplicateInstance:
+        _discard_blob(ctx, key)
+        _fail(outcome, status.DUPLICATE_SOP_INSTANCE,
+              f"{label}: SOP Instance {inspected.sop_instance_uid} is already stored",
+              inspected.sop_class_uid, inspected.sop_instance_uid)
+        return
+    except index_store.InstanceMovedStudy as exc:
+        _discard_blob(ctx, key)
+        _fail(outcome, status.DATA_SET_DOES_NOT_MATCH, f"{label}: {exc}",
+              inspected.sop_class_uid, inspected.sop_instance_uid)
+        return
+    except Exception:
+        log.exception("%s: index insert failed", label)
+        _discard_blob(ctx, key)
+        _fail(outcome, status.PROCESSING_FAILURE, f"{label}: the index could not record the instance",
+              inspected.sop_class_uid, inspected.sop_instance_uid)
+        return
+    if result.replaced_blob_key:
+        _discard_blob(ctx, result.replaced_blob_key)
+    outcome.study_uids.add(inspected.study_instance_uid)
+    item = {
+        "00081150": {"vr": "UI", "Value": [inspected.sop_class_uid]},
+        "00081155": {"vr": "UI", "Value": [inspected.sop_instance_uid]},
+        "00081190": {"vr": "UR", "Value": [
+            f"{ctx.retrieve_base}/studies/{inspected.study_instance_uid}/series/"
+            f"{inspected.series_instance_uid}/instances/{inspected.sop_instance_uid}"]},
+    }
+    if inspected.warnings:
+        item["00081196"] = {"vr": "US", "Value": [status.COERCION_OF_DATA_ELEMENTS]}
+        outcome.warned += 1
+    outcome.referenced.append(item)
+
+
+def _discard_blob(ctx: StoreContext, key: str) -> None:
+    try:
+        ctx.storage.delete(key)
+    except StorageError:
+        log.exception("could not remove blob %s; it is unreferenced and can be deleted", key)
+
+
+def _fail(outcome: StoreOutcome, reason: int, message: str, sop_class: str = "", sop_instance: str = "") -> None:
+    log.info("STOW failure 0x%04X: %s", reason, message)
+    item = {"00081197": {"vr": "US", "Value": [reason]}}
+    if sop_class:
+        item["00081150"] = {"vr": "UI", "Value": [sop_class]}
+    if sop_instance:
+        item["00081155"] = {"vr": "UI", "Value": [sop_instance]}
+    # ErrorComment (0000,0902) is a command element; the DICOM JSON response carries the text in
+    # the item for humans and logs, as other origin servers do.
+    item["00000902"] = {"vr": "LO", "Value": [message[:1024]]}
+    outcome.failed.append(item)
+
+
+def _store_metadata_parts(parts: list[Part], root: str, url_study_uid: str | None, ctx: StoreContext,
+                          outcome: StoreOutcome) -> None:
+    """dicom+json / dicom+xml metadata parts plus bulk data parts referenced by Content-Location/ID."""
+    by_location: dict[str, Part] = {}
+    metadata_parts: list[Part] = []
+    for part in parts:
+        part_type = media.parse_media_type(part.content_type)
+        kind = part_type.type if part_type else root
+        if kind == root:
+            metadata_parts.append(part)
+            continue
+        for name in (part.content_location, part.content_id):
+            if name:
+                by_location[name.strip()] = part
+                by_location[name.strip().strip("<>")] = part
+    if not metadata_parts:
+        raise BadRequest(f"the request has no {root} part")
+
+    def resolve(uri: str):
+        candidates = [uri, uri.strip("<>")]
+        if uri.startswith("cid:"):
+            candidates += [uri[4:], f"<{uri[4:]}>"]
+        for candidate in candidates:
+            if candidate in by_location:
+                part = by_location[candidate]
+                part_type = media.parse_media_type(part.content_type)
+                with open(part.path, "rb") as handle:
+                    data = handle.read()
+                return data, part_type.type if part_type else None, \
+                    part_type.param("transfer-syntax") if part_type else None
+        # A location relative to the request's base, matched by its last path segments.
+        for location, part in by_location.items():
+            if location.endswith(uri) or uri.endswith(location):
+                part_type = media.parse_media_type(part.content_type)
+                with open(part.path, "rb") as handle:
+                    data = handle.read()
+                return data, part_type.type if part_type else None, \
+                    part_type.param("transfer-syntax") if part_type else None
+        raise KeyError(uri)
+
+    for part in metadata_parts:
+        label = f"part {part.index + 1}"
+        try:
+            datasets = _read_metadata(part, root)
+        except BadRequest as exc:
+            _fail(outcome, status.CANNOT_UNDERSTAND, f"{label}: {exc.message}")
+            continue
+        for number, dataset_json in enumerate(datasets, start=1):
+            item_label = f"{label} dataset {number}" if len(datasets) > 1 else label
+            fd, path = tempfile.mkstemp(prefix="assembled-", suffix=".dcm", dir=ctx.temp_dir)
+            os.close(fd)
+            try:
+                write_part10(dataset_json, resolve, path)
+            except InvalidInstance as exc:
+                os.unlink(path)
+                sop_class = _json_value(dataset_json, "00080016")
+                sop_instance = _json_value(dataset_json, "00080018")
+                _fail(outcome, exc.reason, f"{item_label}: {exc.message}", sop_class, sop_instance)
+                continue
+            try:
+                _store_file(path, item_label, url_study_uid, ctx, outcome)
+            finally:
+                if os.path.exists(path):
+                    os.unlink(path)
+
+
+def _read_metadata(part: Part, root: str) -> list[dict]:
+    with open(part.path, "rb") as handle:
+        data = handle.read()
+    if root == media.DICOM_XML:
+        return [from_xml(data)]
+    try:
+        parsed = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"dicom+json part is not valid JSON: {exc}") from exc
+    if isinstance(parsed, dict):
+        parsed = [parsed]
+    if not isinstance(parsed, list) or not all(isinstance(item, dict) for item in parsed):
+        raise BadRequest("dicom+json part must be an array of DICOM JSON datasets")
+    return parsed
+
+
+def _json_value(dataset_json: dict, tag: str) -> str:
+    try:
+        return str(dataset_json[tag]["Value"][0])
+    except (KeyError, IndexError, TypeError):
+        return ""
+
+
+def response_dataset(outcome: StoreOutcome, retrieve_base: str) -> dict:
+    """The Store Instances Response Module (PS3.18 Table 10.5.3-1) as DICOM JSON."""
+    body: dict = {}
+    study_uid = outcome.url_study_uid or (next(iter(outcome.study_uids)) if len(outcome.study_uids) == 1 else None)
+    if study_uid and outcome.referenced:
+        body["00081190"] = {"vr": "UR", "Value": [f"{retrieve_base}/studies/{study_uid}"]}
+    if outcome.failed:
+        body["00081198"] = {"vr": "SQ", "Value": outcome.failed}
+    if outcome.referenced:
+        body["00081199"] = {"vr": "SQ", "Value": outcome.referenced}
+    return body
