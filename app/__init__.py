@@ -38,7 +38,7 @@ def create_app(config_path: str | os.PathLike | None = None, *, overrides: Mappi
     """
     from app import docs, health
     from app.config import load_settings
-    from app.errors import register_error_handlers
+    from app.error_handlers import register_error_handlers
     from app.index.database import create_index_engine, dialect_name, database_url
     from app.index.schema import apply_schema, check_schema
     from app.runtime import Services
@@ -78,8 +78,8 @@ def create_app(config_path: str | os.PathLike | None = None, *, overrides: Mappi
     )
     app.extensions["dicomcloud"] = Services(settings=settings, engine=engine, storage=storage,
                                             temp_dir=temp_dir)
-    register_error_handlers(app)
     api = Api(app, spec_kwargs={"info": {"description": "DICOMweb services of DICOM PS3.18 under /api."}})
+    register_error_handlers(app)     # after Api(), which installs handlers of its own
     api.register_blueprint(health.blp)
     api.register_blueprint(stow_blueprint)
     app.register_blueprint(docs.assets)

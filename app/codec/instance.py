@@ -119,11 +119,9 @@ def _inspect(ds: Dataset, sop_class: str, sop_instance: str) -> InspectedInstanc
                if not _valid_uid(value)]
     if invalid:
         raise InvalidInstance(0xA900, "invalid UID value(s): " + ", ".join(invalid))
-    meta_sop = str(getattr(ds.file_meta, "MediaStorageSOPInstanceUID", "") or "")
-    warnings = []
-    if meta_sop and meta_sop != sop_instance:
-        raise InvalidInstance(0xA900, f"MediaStorageSOPInstanceUID {meta_sop} differs from SOPInstanceUID "
-                                      f"{sop_instance}")
+    # A MediaStorageSOPInstanceUID that differs from SOPInstanceUID occurs in real files (pydicom's
+    # rtplan.dcm): the dataset's own SOPInstanceUID is authoritative, the file is stored as sent.
+    warnings: list[str] = []
 
     patient_name = v.text(_first(ds, "PatientName"), t.PN)
     referring = v.text(_first(ds, "ReferringPhysicianName"), t.PN)
@@ -220,7 +218,7 @@ def _to_json(ds: Dataset, path: list[str], instance_path: str, bulk: dict, defla
     """DICOM JSON of ``ds`` without reading deferred bulk values; records bulk value locations in ``bulk``."""
     result: dict = {}
     for tag in ds.keys():
-        raw = ds.get_item(tag)
+        raw = ds.get_item(tag, keep_deferred=True)
         tag_hex = f"{int(tag):08X}"
         vr = _vr_of(raw, int(tag), bits_allocated)
         length = getattr(raw, "length", None)
@@ -260,7 +258,7 @@ def _to_json(ds: Dataset, path: list[str], instance_path: str, bulk: dict, defla
 
 def _frame_layout(ds: Dataset, transfer_syntax: str, instance: dict) -> list | None:
     """Per frame, the [offset, length] of its bytes (native) or of each of its fragments (encapsulated)."""
-    raw = ds.get_item(0x7FE00010)
+    raw = ds.get_item(0x7FE00010, keep_deferred=True)
     if raw is None or not isinstance(raw, RawDataElement) or raw.value_tell is None:
         return None
     frames = instance["number_of_frames"] or 1
@@ -321,7 +319,7 @@ def _frame_starts(ds, handle, offset_table, fragments, frames) -> list[int] | No
     """Index of the first fragment of each frame, from the offset tables or the codestream markers."""
     first_item = fragments[0][2]
     positions = {item_offset - first_item: index for index, (_, _, item_offset) in enumerate(fragments)}
-    extended = ds.get_item(0x7FE00001)
+    extended = ds.get_item(0x7FE00001, keep_deferred=True)
     if extended is not None:
         data = ds[0x7FE00001].value
         offsets = list(struct.unpack(f"<{len(data) // 8}Q", data))

@@ -130,8 +130,9 @@ def _find(reader: _Reader, needle: bytes, start: int, max_scan: int | None = Non
     while True:
         found = reader.buffer.find(needle, start)
         if found >= 0:
-            return found
-        if max_scan is not None and len(reader.buffer) > max_scan:
+            # The limit must not depend on how much one read happened to bring in.
+            return found if max_scan is None or found <= max_scan else -1
+        if max_scan is not None and len(reader.buffer) >= max_scan + len(needle):
             return -1
         start = max(0, len(reader.buffer) - len(needle) + 1)
         if not reader.fill():

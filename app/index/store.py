@@ -115,8 +115,11 @@ def store_instance(engine: Engine, record, *, blob_key: str, blob_size: int, lay
                     layout_json=json.dumps(layout, separators=(",", ":")) if layout is not None else None,
                     metadata_json=record.metadata_json, created_at=now))
         except IntegrityError:
-            # A concurrent request stored the same SOP Instance UID first.
-            raise DuplicateInstance(record.sop_instance_uid) from None
+            # A concurrent request stored the same SOP Instance UID first, or another constraint failed.
+            if conn.execute(select(t.instance.c.instance_key)
+                            .where(t.instance.c.sop_instance_uid == record.sop_instance_uid)).first():
+                raise DuplicateInstance(record.sop_instance_uid) from None
+            raise
         if record.request_attributes and series_row.number_of_instances == 0 and existing is None:
             conn.execute(insert(t.series_request_attributes),
                          [dict(item, series_key=series_key) for item in record.request_attributes])

@@ -1,0 +1,61 @@
+"""Fixtures: an isolated app per test from the factory (SQLite + a temp folder), optional PostgreSQL."""
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app import create_app
+
+POSTGRES_URL = os.environ.get("DICOMCLOUD_TEST_POSTGRES_URL")
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    """Build apps on SQLite + App_Data under tmp_path; keyword arguments are setting overrides."""
+    created = []
+
+    def factory(**overrides):
+        settings = {
+            "app:PacsStorageConnection": str(tmp_path / "App_Data" / "Storage"),
+            "app:PacsDataArchieve": f"sqlite:///{tmp_path / 'App_Data' / 'pacs.sqlite3'}",
+            "app:tempDirectory": str(tmp_path / "App_Data" / "tmp"),
+        }
+        settings.update(overrides)
+        app = create_app(None, overrides=settings, environ={})
+        app.config["TESTING"] = True
+        created.append(app)
+        return app
+
+    yield factory
+    for app in created:
+        app.extensions["dicomcloud"].engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh, empty PostgreSQL database for one test (skipped without DICOMCLOUD_TEST_POSTGRES_URL)."""
+    if not POSTGRES_URL:
+        pytest.skip("DICOMCLOUD_TEST_POSTGRES_URL is not set (scripts/test starts a throwaway cluster)")
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_URL).set(database=name)
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

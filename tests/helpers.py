@@ -1,0 +1,181 @@
+"""Test helpers: deterministic DICOM objects, multipart bodies, a live server process."""
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+REPO = Path(__file__).resolve().parent.parent
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+UID_ROOT = "1.2.826.0.1.3680043.10.1234."
+
+
+def sample_path(name: str) -> str:
+    path = get_testdata_file(name, download=False)
+    assert path, f"pydicom test file {name} is not bundled"
+    return path
+
+
+def sample_bytes(name: str) -> bytes:
+    return Path(sample_path(name)).read_bytes()
+
+
+def uid(*parts) -> str:
+    """A deterministic UID from the given parts."""
+    return generate_uid(prefix=UID_ROOT, entropy_srcs=[str(p) for p in parts])
+
+
+def make_dataset(study: str = "s1", series: str = "se1", instance: str = "i1", *, rows: int = 16,
+                 columns: int = 16, frames: int = 1, modality: str = "CT", patient_name: str = "Doe^John",
+                 patient_id: str = "PID-1", study_date: str = "20240102", seed: int = 0,
+                 sop_class: str = CT_IMAGE_STORAGE, **attributes) -> Dataset:
+    """A small, valid image object; UIDs derived from the given labels so tests can predict them."""
+    ds = Dataset()
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = uid("instance", study, series, instance)
+    ds.StudyInstanceUID = uid("study", study)
+    ds.SeriesInstanceUID = uid("series", study, series)
+    ds.PatientName = patient_name
+    ds.PatientID = patient_id
+    ds.PatientBirthDate = "19700101"
+    ds.PatientSex = "O"
+    ds.StudyDate = study_date
+    ds.StudyTime = "101500"
+    ds.AccessionNumber = f"ACC-{study}"
+    ds.StudyID = study[:16]
+    ds.Modality = modality
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows = rows
+    ds.Columns = columns
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 4096, size=(frames, rows, columns), dtype=np.uint16)
+    ds.PixelData = pixels.tobytes()
+    for key, value in attributes.items():
+        setattr(ds, key, value)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    return ds
+
+
+def to_bytes(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def make_instance(*args, **kwargs) -> bytes:
+    return to_bytes(make_dataset(*args, **kwargs))
+
+
+def multipart(parts, boundary: str = "test-boundary-7d3f") -> bytes:
+    """parts: bytes (typed application/dicom) or (headers dict, bytes)."""
+    out = io.BytesIO()
+    for part in parts:
+        headers, body = (part if isinstance(part, tuple) else ({"Content-Type": "application/dicom"}, part))
+        out.write(f"--{boundary}\r\n".encode())
+        for name, value in headers.items():
+            out.write(f"{name}: {value}\r\n".encode())
+        out.write(b"\r\n")
+        out.write(body)
+        out.write(b"\r\n")
+    out.write(f"--{boundary}--\r\n".encode())
+    return out.getvalue()
+
+
+def stow_headers(boundary: str = "test-boundary-7d3f", type_: str = "application/dicom", quoted: bool = True,
+                 accept: str | None = None) -> dict:
+    type_param = f'"{type_}"' if quoted else type_
+    headers = {"Content-Type": f"multipart/related; type={type_param}; boundary={boundary}"}
+    if accept:
+        headers["Accept"] = accept
+    return headers
+
+
+def seq_values(body: dict, tag: str) -> list:
+    return body.get(tag, {}).get("Value", [])
+
+
+def value(item: dict, tag: str):
+    values = item.get(tag, {}).get("Value", [])
+    return values[0] if values else None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_web_config(folder: Path, settings: dict[str, str]) -> Path:
+    lines = ['<?xml version="1.0" encoding="utf-8"?>', "<configuration>", "  <appSettings>"]
+    for key, val in settings.items():
+        lines.append(f'    <add key="{key}" value="{val}" />')
+    lines += ["  </appSettings>", "</configuration>"]
+    path = folder / "web.config"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+class LiveServer:
+    """``python -m app serve`` in a subprocess, exactly as other tooling starts it."""
+
+    def __init__(self, config: Path, env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environment = {k: v for k, v in os.environ.items() if not k.startswith(("app__", "APPSETTING_"))}
+        environment.update(env or {})
+        self.log = open(config.parent / "server.log", "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--config", str(config), "--host", "127.0.0.1",
+             "--port", str(self.port)], cwd=REPO, env=environment, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {(config.parent / 'server.log').read_text()}")
+            try:
+                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("server did not become healthy in 30 s")
+
+    def rss_bytes(self) -> int:
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
