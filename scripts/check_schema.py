@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.index import schema, tables  # noqa: E402
 
 SQLGLOT_NAME = {"mssql": "tsql", "postgresql": "postgres", "sqlite": "sqlite"}
-SQLALCHEMY_DIALECT = {"mssql": mssql.dialect(), "postgresql": postgresql.dialect(), "sqlite": sqlite.dialect()}
+SQLALCHEMY_DIALECT = {"mssql": mssql.dialect(), "postgresql": postgresql.dialect(),
+                      "sqlite": sqlite.dialect()}
 
 # Types the scripts use on purpose instead of what SQLAlchemy's mssql dialect emits for tables.py:
 # Unicode text whatever the collation, and DATETIME2 rather than the legacy 3 ms DATETIME.
@@ -103,9 +104,10 @@ def _add_statement(model: Model, node: exp.Expression, dialect: str, where: str,
                    scripts: bool) -> None:
     """Record one statement; ``guarded`` is the text of the enclosing T-SQL IF condition, if any."""
     if isinstance(node, exp.IfBlock):
-        for branch in (node.args.get("true"), node.args.get("false")):
-            for child in (branch.expressions if isinstance(branch, exp.Block) else [branch] if branch else []):
-                _add_statement(model, child, dialect, where, node.this.sql(dialect="tsql"), scripts)
+        condition = node.this.sql(dialect="tsql")
+        for branch in filter(None, (node.args.get("true"), node.args.get("false"))):
+            for child in branch.expressions if isinstance(branch, exp.Block) else [branch]:
+                _add_statement(model, child, dialect, where, condition, scripts)
     elif isinstance(node, exp.Create) and node.kind in ("TABLE", "INDEX"):
         name = node.this.this.name
         if scripts and not (node.args.get("exists") or (guarded and name in guarded)):
@@ -120,7 +122,8 @@ def _add_statement(model: Model, node: exp.Expression, dialect: str, where: str,
                                                   bool(node.args.get("unique"))))
     elif isinstance(node, exp.Insert) and node.this.find(exp.Table).name == tables.schema_version.name:
         if scripts and not node.find(exp.Exists):
-            model.problems.append(f"{where}: the schema_version INSERT needs WHERE NOT EXISTS to be re-runnable")
+            model.problems.append(f"{where}: the schema_version INSERT needs WHERE NOT EXISTS "
+                                  "to be re-runnable")
     else:
         model.problems.append(f"{where}: statement not understood by this checker: {node.sql()[:80]!r}")
 
@@ -148,7 +151,8 @@ def tables_model(dialect: str) -> Model:
     for table in tables.ALL_TABLES:
         ddl = [CreateTable(table)] + [CreateIndex(ix) for ix in sorted(table.indexes, key=lambda i: i.name)]
         for element in ddl:
-            statement = sqlglot.parse_one(str(element.compile(dialect=sa_dialect)), read=SQLGLOT_NAME[dialect])
+            ddl_text = str(element.compile(dialect=sa_dialect))
+            statement = sqlglot.parse_one(ddl_text, read=SQLGLOT_NAME[dialect])
             _add_statement(model, statement, dialect, f"tables.py {table.name}", None, scripts=False)
     return model
 

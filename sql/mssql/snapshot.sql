@@ -31,11 +31,14 @@ CREATE TABLE dbo.patient (
 );
 GO
 
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_patient_patient_id' AND object_id = OBJECT_ID(N'dbo.patient'))
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.patient')
+                                           AND name = N'ix_patient_patient_id')
     CREATE INDEX ix_patient_patient_id ON dbo.patient (patient_id);
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_patient_patient_name_match' AND object_id = OBJECT_ID(N'dbo.patient'))
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.patient')
+                                           AND name = N'ix_patient_patient_name_match')
     CREATE INDEX ix_patient_patient_name_match ON dbo.patient (patient_name_match);
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_patient_birth_date' AND object_id = OBJECT_ID(N'dbo.patient'))
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.patient')
+                                           AND name = N'ix_patient_birth_date')
     CREATE INDEX ix_patient_birth_date ON dbo.patient (patient_birth_date);
 GO
 
@@ -65,17 +68,23 @@ CREATE TABLE dbo.study (
 );
 GO
 
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_study_patient_key' AND object_id = OBJECT_ID(N'dbo.study'))
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.study')
+                                           AND name = N'ix_study_patient_key')
     CREATE INDEX ix_study_patient_key ON dbo.study (patient_key);
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_study_study_date' AND object_id = OBJECT_ID(N'dbo.study'))
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.study')
+                                           AND name = N'ix_study_study_date')
     CREATE INDEX ix_study_study_date ON dbo.study (study_date, study_key);
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_study_study_datetime' AND object_id = OBJECT_ID(N'dbo.study'))
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.study')
+                                           AND name = N'ix_study_study_datetime')
     CREATE INDEX ix_study_study_datetime ON dbo.study (study_datetime);
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_study_accession_number' AND object_id = OBJECT_ID(N'dbo.study'))
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.study')
+                                           AND name = N'ix_study_accession_number')
     CREATE INDEX ix_study_accession_number ON dbo.study (accession_number);
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_study_study_id' AND object_id = OBJECT_ID(N'dbo.study'))
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.study')
+                                           AND name = N'ix_study_study_id')
     CREATE INDEX ix_study_study_id ON dbo.study (study_id);
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_study_referring_physician_name_match' AND object_id = OBJECT_ID(N'dbo.study'))
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.study')
+                                           AND name = N'ix_study_referring_physician_name_match')
     CREATE INDEX ix_study_referring_physician_name_match ON dbo.study (referring_physician_name_match);
 GO
 
@@ -103,13 +112,17 @@ CREATE TABLE dbo.series (
 );
 GO
 
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_series_study_key' AND object_id = OBJECT_ID(N'dbo.series'))
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.series')
+                                           AND name = N'ix_series_study_key')
     CREATE INDEX ix_series_study_key ON dbo.series (study_key, series_key);
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_series_modality' AND object_id = OBJECT_ID(N'dbo.series'))
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.series')
+                                           AND name = N'ix_series_modality')
     CREATE INDEX ix_series_modality ON dbo.series (modality, series_key);
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_series_series_number' AND object_id = OBJECT_ID(N'dbo.series'))
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.series')
+                                           AND name = N'ix_series_series_number')
     CREATE INDEX ix_series_series_number ON dbo.series (series_number);
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_series_pps_start_date' AND object_id = OBJECT_ID(N'dbo.series'))
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.series')
+                                           AND name = N'ix_series_pps_start_date')
     CREATE INDEX ix_series_pps_start_date ON dbo.series (performed_procedure_step_start_date);
 GO
 
@@ -125,11 +138,14 @@ CREATE TABLE dbo.series_request_attributes (
 );
 GO
 
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_series_request_series_key' AND object_id = OBJECT_ID(N'dbo.series_request_attributes'))
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.series_request_attributes')
+                                           AND name = N'ix_series_request_series_key')
     CREATE INDEX ix_series_request_series_key ON dbo.series_request_attributes (series_key);
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_series_request_spsid' AND object_id = OBJECT_ID(N'dbo.series_request_attributes'))
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.series_request_attributes')
+                                           AND name = N'ix_series_request_spsid')
     CREATE INDEX ix_series_request_spsid ON dbo.series_request_attributes (scheduled_procedure_step_id);
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_series_request_rpid' AND object_id = OBJECT_ID(N'dbo.series_request_attributes'))
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.series_request_attributes')
+                                           AND name = N'ix_series_request_rpid')
     CREATE INDEX ix_series_request_rpid ON dbo.series_request_attributes (requested_procedure_id);
 GO
 
@@ -160,9 +176,11 @@ CREATE TABLE dbo.instance (
 );
 GO
 
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_instance_series_key' AND object_id = OBJECT_ID(N'dbo.instance'))
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.instance')
+                                           AND name = N'ix_instance_series_key')
     CREATE INDEX ix_instance_series_key ON dbo.instance (series_key, instance_number, instance_key);
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_instance_sop_class_uid' AND object_id = OBJECT_ID(N'dbo.instance'))
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.instance')
+                                           AND name = N'ix_instance_sop_class_uid')
     CREATE INDEX ix_instance_sop_class_uid ON dbo.instance (sop_class_uid);
 GO
 

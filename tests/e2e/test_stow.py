@@ -40,6 +40,12 @@ def _instance_row(app, sop_uid):
         return conn.execute(select(t.instance).where(t.instance.c.sop_instance_uid == sop_uid)).first()
 
 
+def _read_stored(app, sop_uid):
+    row = _instance_row(app, sop_uid)
+    with _services(app).storage.open(row.blob_key) as handle:
+        return pydicom.dcmread(handle)
+
+
 def _count(app, table) -> int:
     with _services(app).engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(table)).scalar_one()
@@ -326,7 +332,7 @@ def test_dicom_json_with_native_bulk_data(app, client):
     response = client.post("/api/studies", data=body, headers=stow_headers(type_="application/dicom+json"))
     assert response.status_code == 200, response.data
     row = _instance_row(app, ds.SOPInstanceUID)
-    stored = pydicom.dcmread(_services(app).storage.open(row.blob_key))
+    stored = _read_stored(app, row.sop_instance_uid)
     assert stored.PixelData == pixel_bytes
     assert stored.PatientName == "Doe^John"
     assert stored.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
@@ -346,7 +352,7 @@ def test_dicom_json_with_compressed_pixel_data_part(app, client):
     assert response.status_code == 200, response.data
     row = _instance_row(app, source.SOPInstanceUID)
     assert row.transfer_syntax_uid == "1.2.840.10008.1.2.4.50"
-    stored = pydicom.dcmread(_services(app).storage.open(row.blob_key))
+    stored = _read_stored(app, row.sop_instance_uid)
     assert next(generate_frames(stored.PixelData, number_of_frames=1)) == frame
 
 
@@ -379,7 +385,7 @@ def test_dicom_xml_with_bulk_data(app, client):
                        ds.PixelData)])
     response = client.post("/api/studies", data=body, headers=stow_headers(type_="application/dicom+xml"))
     assert response.status_code == 200, response.data
-    stored = pydicom.dcmread(_services(app).storage.open(_instance_row(app, ds.SOPInstanceUID).blob_key))
+    stored = _read_stored(app, ds.SOPInstanceUID)
     assert str(stored.PatientName) == "Müller^Jörg"
     assert stored.PixelData == ds.PixelData
     assert stored.Rows == 16
@@ -427,6 +433,7 @@ def test_swagger_ui_works_offline(client):
     for source in sources:
         asset = client.get("/" + source)
         assert asset.status_code == 200 and len(asset.data) > 1000, source
+        asset.close()
     assert "/openapi.json" in html
     spec = client.get("/openapi.json").get_json()
     for path in ("/api/studies", "/api/studies/{study}", "/stowrs/studies/{study}", "/health"):

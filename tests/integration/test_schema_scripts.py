@@ -52,11 +52,9 @@ def new_engine(request, tmp_path):
     base_url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
 
     def make():
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path / f'index{len(engines)}.sqlite3'}"
+        if request.param == "sqlite" or not engines:
+            url = f"sqlite:///{tmp_path / f'index{len(engines)}.sqlite3'}" if base_url is None else base_url
             engine = create_index_engine(load_settings(None, environ={}, overrides={"database_url": url}))
-        elif not engines:
-            engine = create_index_engine(load_settings(None, environ={}, overrides={"database_url": base_url}))
         else:
             name = f"scratch{len(engines)}"
             with engines[0].begin() as conn:
@@ -85,7 +83,8 @@ def expected_schema(dialect) -> dict:
                 (fk.name, [c.name for c in fk.columns], fk.referred_table.name,
                  [e.column.name for e in fk.elements], (fk.ondelete or "").upper() or None)
                 for fk in table.constraints if isinstance(fk, ForeignKeyConstraint)),
-            "indexes": sorted((ix.name, [c.name for c in ix.columns], bool(ix.unique)) for ix in table.indexes),
+            "indexes": sorted((ix.name, [c.name for c in ix.columns], bool(ix.unique))
+                              for ix in table.indexes),
         }
     return described
 
@@ -193,11 +192,12 @@ def test_keys_are_generated_never_reused_and_request_attributes_cascade(new_engi
         assert add(tables.patient, identity_hash="c") > second
 
         study = add(tables.study, patient_key=first, study_instance_uid="1.2", created_at=NOW, updated_at=NOW)
-        series = add(tables.series, study_key=study, series_instance_uid="1.2.3", created_at=NOW, updated_at=NOW)
+        series = add(tables.series, study_key=study, series_instance_uid="1.2.3", created_at=NOW,
+                     updated_at=NOW)
         add(tables.series_request_attributes, series_key=series, requested_procedure_id="RP1")
-        add(tables.instance, series_key=series, sop_instance_uid="1.2.3.4", sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
-            transfer_syntax_uid="1.2.840.10008.1.2.1", blob_key="k", blob_size=1, metadata_json="{}",
-            created_at=NOW)
+        add(tables.instance, series_key=series, sop_instance_uid="1.2.3.4",
+            sop_class_uid="1.2.840.10008.5.1.4.1.1.2", transfer_syntax_uid="1.2.840.10008.1.2.1",
+            blob_key="k", blob_size=1, metadata_json="{}", created_at=NOW)
 
         conn.execute(delete(tables.instance))
         conn.execute(delete(tables.series))
