@@ -161,12 +161,19 @@ class LiveServer:
         self.stop()
         raise RuntimeError("server did not become healthy in 30 s")
 
-    def rss_bytes(self) -> int:
+    def _status(self, field: str) -> int:
         with open(f"/proc/{self.process.pid}/status") as status:
             for line in status:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
         return 0
+
+    def rss_bytes(self) -> int:
+        return self._status("VmRSS")
+
+    def peak_rss_bytes(self) -> int:
+        """The process's high-water mark of resident memory (VmHWM)."""
+        return self._status("VmHWM")
 
     def stop(self) -> None:
         if self.process.poll() is None:

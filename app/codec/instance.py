@@ -10,6 +10,7 @@ identifying attributes, and returns:
 from __future__ import annotations
 
 import json
+import os
 import struct
 from dataclasses import dataclass, field
 
@@ -77,6 +78,25 @@ def _first(ds: Dataset, keyword: str):
 
 def _valid_uid(value) -> bool:
     return bool(value) and UID(str(value)).is_valid
+
+
+def add_missing_preamble(path: str) -> bool:
+    """Give a file that starts straight with its File Meta group the 128-byte preamble and ``DICM``.
+
+    ``pydicom.dcmwrite`` of an in-memory dataset (what dicomweb-client sends) writes no preamble; the
+    data set bytes are kept exactly, and the stored blob becomes a regular Part-10 file.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(132)
+    if head[128:132] == b"DICM" or not head.startswith(b"\x02\x00"):
+        return False
+    temporary = path + ".preamble"
+    with open(path, "rb") as source, open(temporary, "wb") as target:
+        target.write(b"\x00" * 128 + b"DICM")
+        while chunk := source.read(1 << 20):
+            target.write(chunk)
+    os.replace(temporary, path)
+    return True
 
 
 def inspect_file(path: str) -> InspectedInstance:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from app.codec.assemble import write_part10
-from app.codec.instance import InspectedInstance, InvalidInstance, inspect_file
+from app.codec.instance import InspectedInstance, InvalidInstance, add_missing_preamble, inspect_file
 from app.codec.native_xml import from_xml
 from app.dicomweb import media
 from app.dicomweb.multipart import Part, iter_parts
@@ -107,6 +107,7 @@ def _store_dicom_part(part: Part, url_study_uid: str | None, ctx: StoreContext, 
 def _store_file(path: str, label: str, url_study_uid: str | None, ctx: StoreContext,
                 outcome: StoreOutcome) -> None:
     try:
+        add_missing_preamble(path)
         inspected = inspect_file(path)
     except InvalidInstance as exc:
         _fail(outcome, exc.reason, f"{label}: {exc.message}", exc.sop_class_uid, exc.sop_instance_uid)

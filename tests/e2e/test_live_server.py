@@ -1,0 +1,122 @@
+"""The server as other tooling starts it (``python -m app serve``), driven by real HTTP clients."""
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+
+import pydicom
+import pytest
+import requests
+from dicomweb_client.api import DICOMwebClient
+from pydicom.dataset import Dataset
+
+from tests.helpers import REPO, LiveServer, make_dataset, make_instance, multipart, stow_headers, uid, \
+    write_web_config
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("live")
+    config = write_web_config(folder, {"app:PacsStorageConnection": "|DataDirectory|/Storage",
+                                       "app:PacsDataArchieve": "sqlite:///|DataDirectory|/pacs.sqlite3"})
+    live = LiveServer(config)
+    live.folder = folder
+    yield live
+    live.stop()
+
+
+def test_health_and_embedded_default_layout(server):
+    response = requests.get(server.url + "/health", timeout=5)
+    assert response.status_code == 200
+    assert response.json()["database"]["backend"] == "sqlite"
+    assert (server.folder / "App_Data" / "pacs.sqlite3").is_file()
+    assert (server.folder / "App_Data" / "Storage").is_dir()
+
+
+def test_dicomweb_client_store_instances(server):
+    client = DICOMwebClient(url=server.url + "/api")
+    datasets = [make_dataset("DWC", "s", f"i{n}") for n in range(3)]
+    result = client.store_instances(datasets=datasets)
+    assert isinstance(result, Dataset)
+    stored = sorted(item.ReferencedSOPInstanceUID for item in result.ReferencedSOPSequence)
+    assert stored == sorted(ds.SOPInstanceUID for ds in datasets)
+    for item in result.ReferencedSOPSequence:
+        # dicomweb-client sends "Host: 127.0.0.1" without the port; the URL follows the Host header.
+        assert item.RetrieveURL.startswith("http://127.0.0.1")
+        assert f"/api/studies/{uid('study', 'DWC')}/series/" in item.RetrieveURL
+    # again, into the study resource: duplicates are refused with the standard reason
+    with pytest.raises(requests.HTTPError) as refused:
+        client.store_instances(datasets=datasets[:1], study_instance_uid=uid("study", "DWC"))
+    assert refused.value.response.status_code == 409
+
+
+def test_dicomcloud_alias_over_http(server):
+    response = requests.post(server.url + "/stowrs/studies", data=multipart([make_instance("ALIAS", "s", "1")]),
+                             headers=stow_headers(), timeout=30)
+    assert response.status_code == 200, response.text
+
+
+def _huge_instance_stream(frames: int, rows: int = 512, columns: int = 512, chunk: int = 1 << 20):
+    """A multipart body with one multi-frame instance of frames*rows*columns*2 bytes, made on the fly."""
+    ds = make_dataset("BIG", "s", "1", rows=rows, columns=columns)
+    del ds.PixelData
+    ds.NumberOfFrames = frames
+    import io
+    header = io.BytesIO()
+    ds.save_as(header, enforce_file_format=True)
+    size = frames * rows * columns * 2
+    yield b"--big\r\nContent-Type: application/dicom\r\n\r\n"
+    yield header.getvalue() + struct.pack("<HH2sHL", 0x7FE0, 0x0010, b"OW", 0, size)
+    block = bytes(range(256)) * (chunk // 256)
+    sent = 0
+    while sent < size:
+        piece = block[: min(chunk, size - sent)]
+        sent += len(piece)
+        yield piece
+    yield b"\r\n--big--\r\n"
+
+
+def test_large_upload_streams_without_growing_memory(server):
+    """A 512 MB instance: the server's peak RSS may grow by a few tens of MB at most."""
+    before = server.peak_rss_bytes()
+    frames = 1024                                   # 1024 x 512 x 512 x 2 bytes = 512 MiB
+    response = requests.post(server.url + "/api/studies", data=_huge_instance_stream(frames),
+                             headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=big'},
+                             timeout=600)
+    assert response.status_code == 200, response.text
+    growth = server.peak_rss_bytes() - before
+    print(f"peak RSS growth for a 512 MiB upload: {growth / 2**20:.1f} MiB")
+    assert growth < 48 * 2**20
+    stored = list((server.folder / "App_Data" / "Storage").rglob("*.dcm"))
+    assert max(p.stat().st_size for p in stored) > frames * 512 * 512 * 2
+    big = max(stored, key=lambda p: p.stat().st_size)
+    ds = pydicom.dcmread(big, stop_before_pixels=True)
+    assert ds.NumberOfFrames == frames
+
+
+def test_environment_overrides_web_config(tmp_path):
+    config = write_web_config(tmp_path, {"app:PacsStorageConnection": "|DataDirectory|/Storage"})
+    live = LiveServer(config, env={"app__PacsStorageConnection": str(tmp_path / "from-env"),
+                                   "app__storecommand_validateDuplicateInstance": "false"})
+    try:
+        data = multipart([make_instance("ENV", "s", "1")])
+        for _ in range(2):   # the second store replaces: validateDuplicateInstance=false came from env
+            assert requests.post(live.url + "/api/studies", data=data, headers=stow_headers(),
+                                 timeout=30).status_code == 200
+        assert len(list((tmp_path / "from-env").rglob("*.dcm"))) == 1
+        assert not (tmp_path / "App_Data" / "Storage").exists()
+    finally:
+        live.stop()
+
+
+def test_bad_configuration_is_reported_at_start_all_at_once(tmp_path):
+    config = write_web_config(tmp_path, {"qido:maximumResultsLimit": "lots",
+                                         "app:storecommand.validateDuplicateInstance": "perhaps",
+                                         "app:WadoRsUrl": "ftp://x"})
+    done = subprocess.run([sys.executable, "-m", "app", "serve", "--config", str(config), "--port", "1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    for key in ("qido:maximumResultsLimit", "app:storecommand.validateDuplicateInstance", "app:WadoRsUrl"):
+        assert key in done.stderr
+    assert "Traceback" not in done.stderr
