@@ -110,6 +110,7 @@ def inspect_file(path: str) -> InspectedInstance:
     sop_instance = str(ds.get("SOPInstanceUID", "") or
                        getattr(ds.file_meta, "MediaStorageSOPInstanceUID", "") or "")
     try:
+        _check_complete(ds, path)
         return _inspect(ds, sop_class, sop_instance)
     except InvalidInstance as exc:
         exc.sop_class_uid = exc.sop_class_uid or sop_class
@@ -120,13 +121,28 @@ def inspect_file(path: str) -> InspectedInstance:
                               sop_class, sop_instance) from exc
 
 
+def _check_complete(ds: Dataset, path: str) -> None:
+    """pydicom stops quietly at the end of a file; a value that runs past it means the upload was cut."""
+    if str(getattr(ds.file_meta, "TransferSyntaxUID", "")) in DEFLATED:
+        return                       # offsets count inflated bytes; zlib itself reports a cut stream
+    size = os.path.getsize(path)
+    for tag in reversed(list(ds.keys())[-3:]):
+        raw = ds.get_item(tag, keep_deferred=True)
+        tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
+        if tell is not None and length not in (None, 0xFFFFFFFF) and tell + length > size:
+            raise InvalidInstance(0xC000, f"the object is truncated: element {tag} needs {tell + length} "
+                                          f"bytes, the file has {size}")
+
+
 def _inspect(ds: Dataset, sop_class: str, sop_instance: str) -> InspectedInstance:
     transfer_syntax = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "")
     if not transfer_syntax:
         raise InvalidInstance(0xC000, "the file meta information has no Transfer Syntax UID")
     study_uid = str(ds.get("StudyInstanceUID", "") or "")
     series_uid = str(ds.get("SeriesInstanceUID", "") or "")
-    missing = [name for name, value in (("SOPClassUID", sop_class), ("SOPInstanceUID", sop_instance),
+    # The data set's own SOP Common attributes are Type 1; the file meta copies only help the report.
+    missing = [name for name, value in (("SOPClassUID", ds.get("SOPClassUID")),
+                                        ("SOPInstanceUID", ds.get("SOPInstanceUID")),
                                         ("StudyInstanceUID", study_uid), ("SeriesInstanceUID", series_uid))
                if not value]
     if missing:
@@ -202,8 +218,10 @@ def _inspect(ds: Dataset, sop_class: str, sop_instance: str) -> InspectedInstanc
 
     instance_path = f"studies/{study_uid}/series/{series_uid}/instances/{sop_instance}"
     bulk: dict[str, list[int]] = {}
-    metadata = _to_json(ds, [], instance_path, bulk, transfer_syntax in DEFLATED,
-                        instance["bits_allocated"] or 16)
+    candidates: dict[str, tuple[int, list[int], int]] = {}
+    metadata = _to_json(ds, [], instance_path, candidates, 0, instance["bits_allocated"] or 16)
+    if transfer_syntax not in DEFLATED and isinstance(ds.filename, str):
+        bulk = _verified_offsets(ds.filename, candidates, transfer_syntax)
     layout = None
     if transfer_syntax not in DEFLATED:
         layout = {"bulk": bulk, "frames": _frame_layout(ds, transfer_syntax, instance)}
@@ -233,9 +251,14 @@ def _vr_of(raw, tag: int, bits_allocated: int) -> str:
     return vr
 
 
-def _to_json(ds: Dataset, path: list[str], instance_path: str, bulk: dict, deflated: bool,
+def _to_json(ds: Dataset, path: list[str], instance_path: str, candidates: dict, base: int,
              bits_allocated: int) -> dict:
-    """DICOM JSON of ``ds`` without reading deferred bulk values; records bulk value locations in ``bulk``."""
+    """DICOM JSON of ``ds`` without reading deferred bulk values.
+
+    Each bulk value's possible file offsets go into ``candidates`` (pydicom reports offsets inside sequence
+    items relative to the item, ``base`` is the item's own position); ``_verified_offsets`` keeps the one
+    where the element's tag really is.
+    """
     result: dict = {}
     for tag in ds.keys():
         raw = ds.get_item(tag, keep_deferred=True)
@@ -250,15 +273,17 @@ def _to_json(ds: Dataset, path: list[str], instance_path: str, bulk: dict, defla
             key = "/".join(element_path)
             result[tag_hex] = {"vr": vr, "BulkDataURI": f"{BULK_BASE_TOKEN}{instance_path}/bulkdata/{key}"}
             tell = getattr(raw, "value_tell", None)
-            if isinstance(raw, RawDataElement) and tell is not None and not deflated:
-                bulk[key] = [int(tell), int(raw.length) if raw.length != 0xFFFFFFFF else -1]
+            if isinstance(raw, RawDataElement) and tell is not None:
+                candidates[key] = (int(tag), [base + int(tell), int(tell)],
+                                   int(raw.length) if raw.length != 0xFFFFFFFF else -1)
             continue
         element = ds[tag]
         if element.VR == "SQ":
             items = []
             for number, item in enumerate(element.value or []):
-                items.append(_to_json(item, element_path + [str(number)], instance_path, bulk, deflated,
-                                      bits_allocated))
+                item_base = base + int(getattr(item, "seq_item_tell", None) or 0)
+                items.append(_to_json(item, element_path + [str(number)], instance_path, candidates,
+                                      item_base, bits_allocated))
             entry = {"vr": "SQ"}
             if items:
                 entry["Value"] = items
@@ -269,11 +294,30 @@ def _to_json(ds: Dataset, path: list[str], instance_path: str, bulk: dict, defla
             result[tag_hex] = {"vr": element.VR,
                                "BulkDataURI": f"{BULK_BASE_TOKEN}{instance_path}/bulkdata/{key}"}
             tell = getattr(raw, "value_tell", None)
-            if tell is not None and not deflated and isinstance(raw, RawDataElement):
-                bulk[key] = [int(tell), int(raw.length)]
+            if tell is not None and isinstance(raw, RawDataElement):
+                candidates[key] = (int(tag), [base + int(tell), int(tell)], int(raw.length))
             continue
         result[tag_hex] = element.to_json_dict(None, BULK_DATA_THRESHOLD)
     return result
+
+
+def _verified_offsets(filename: str, candidates: dict, transfer_syntax: str) -> dict[str, list[int]]:
+    """{tag path: [offset, length]} for the bulk values whose element header is where pydicom says."""
+    implicit = transfer_syntax == "1.2.840.10008.1.2"
+    order = ">" if transfer_syntax == "1.2.840.10008.1.2.2" else "<"
+    header = 8 if implicit else 12          # bulk VRs (OB, OW, UN, ...) have 4-byte lengths in explicit VR
+    located: dict[str, list[int]] = {}
+    with open(filename, "rb") as handle:
+        for key, (tag, offsets, length) in candidates.items():
+            expected = struct.pack(order + "HH", tag >> 16, tag & 0xFFFF)
+            for offset in dict.fromkeys(offsets):
+                if offset < header:
+                    continue
+                handle.seek(offset - header)
+                if handle.read(4) == expected:
+                    located[key] = [offset, length]
+                    break
+    return located
 
 
 def _frame_layout(ds: Dataset, transfer_syntax: str, instance: dict) -> list | None:
