@@ -25,20 +25,26 @@ def read_app_settings(path: str | Path) -> dict[str, str]:
     if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
         raise ConfigurationError([f"{path} declares a DTD; DTDs and entities are not allowed in web.config"])
     root = tree.getroot()
-    if root.tag != "configuration":
-        raise ConfigurationError([f"{path}: root element is <{root.tag}>, expected <configuration>"])
+    # Visual Studio 2005 wrote <configuration xmlns="http://schemas.microsoft.com/.NetConfiguration/v2.0">;
+    # .NET ignores that namespace, so names are compared without it.
+    if etree.QName(root).localname != "configuration":
+        raise ConfigurationError([f"{path}: root element is <{etree.QName(root).localname}>, "
+                                  "expected <configuration>"])
     settings: dict[str, str] = {}
-    for section in root.findall("appSettings"):
+    for section in root:
+        if not isinstance(section.tag, str) or etree.QName(section).localname != "appSettings":
+            continue
         for element in section:
             if not isinstance(element.tag, str):
                 continue
-            if element.tag == "add":
+            name = etree.QName(element).localname
+            if name == "add":
                 key = element.get("key")
                 if key is None:
                     raise ConfigurationError([f"{path} line {element.sourceline}: <add> without key"])
                 settings[key] = element.get("value", "")
-            elif element.tag == "remove":
+            elif name == "remove":
                 settings.pop(element.get("key", ""), None)
-            elif element.tag == "clear":
+            elif name == "clear":
                 settings.clear()
     return settings

@@ -87,14 +87,18 @@ def parse_media_type(text: str | None) -> MediaType | None:
     return MediaType(main, params, q)
 
 
-def parse_accept(header: str | None) -> list[MediaType]:
-    """The media ranges of an Accept header, best first (stable for equal q). Missing header = ``*/*``."""
+def _accept_ranges(header: str | None) -> list[MediaType]:
     if header is None or not header.strip():
         return [MediaType("*/*")]
-    ranges = [m for m in (parse_media_type(p) for p in _split_outside_quotes(header, ",")) if m]
-    ranges = [m for m in ranges if m.q > 0]
-    # sort by q only; Python's sort is stable, so the client's order breaks ties.
-    return sorted(ranges, key=lambda m: -m.q)
+    return [m for m in (parse_media_type(p) for p in _split_outside_quotes(header, ",")) if m]
+
+
+def parse_accept(header: str | None) -> list[MediaType]:
+    """The acceptable media ranges of an Accept header, best first (stable for equal q; q=0 left out).
+
+    A missing header means ``*/*``.
+    """
+    return sorted((m for m in _accept_ranges(header) if m.q > 0), key=lambda m: -m.q)
 
 
 def matches(media_range: MediaType, media_type: str) -> bool:
@@ -106,14 +110,38 @@ def matches(media_range: MediaType, media_type: str) -> bool:
     return media_range.type == media_type
 
 
-def choose(accept_header: str | None, offers: list[str]) -> str | None:
-    """The first offer the Accept header admits, taking q-values into account; None when none fits.
+def _admits(media_range: MediaType, offer: str) -> int:
+    """0 when ``media_range`` does not admit ``offer``, else its specificity (higher = more specific).
 
-    ``multipart/related; type=X`` ranges admit the offer X (clients ask for QIDO XML results that way).
+    ``multipart/related; type=X`` admits X: clients ask for XML search results that way.
     """
-    for media_range in parse_accept(accept_header):
-        inner = media_range.param("type") if media_range.type == MULTIPART_RELATED else None
-        for offer in offers:
-            if (inner and inner.lower() == offer) or matches(media_range, offer):
-                return offer
-    return None
+    inner = media_range.param("type") if media_range.type == MULTIPART_RELATED else None
+    if inner and inner.lower() == offer:
+        return 4
+    if media_range.type == offer:
+        return 3
+    if media_range.type.endswith("/*") and media_range.type != "*/*" and matches(media_range, offer):
+        return 2
+    return 1 if media_range.type == "*/*" else 0
+
+
+def choose(accept_header: str | None, offers: list[str]) -> str | None:
+    """The offer the client prefers, or None when the Accept header admits none (RFC 9110 12.5.1).
+
+    Each offer takes the q of the most specific range that admits it, so ``x;q=0, */*`` refuses x.
+    Ties go to the range the client listed first, then to the server's order of ``offers``.
+    """
+    ranges = _accept_ranges(accept_header)
+    best = None
+    for offer_index, offer in enumerate(offers):
+        admitting = [(_admits(r, offer), -position, r) for position, r in enumerate(ranges)]
+        admitting = [entry for entry in admitting if entry[0]]
+        if not admitting:
+            continue
+        _, negative_position, media_range = max(admitting, key=lambda entry: (entry[0], entry[1]))
+        if media_range.q <= 0:
+            continue
+        rank = (-media_range.q, -negative_position, offer_index)
+        if best is None or rank < best[0]:
+            best = (rank, offer)
+    return best[1] if best else None

@@ -616,3 +616,12 @@ def test_environment_path_with_data_directory_resolves_beside_web_config(tmp_pat
     site = tmp_path / "site"
     settings = load_settings(write_config(site, ""), environ={"app__tempDirectory": r"|DataDirectory|\spool"})
     assert settings.resolve_path(settings.temp_directory) == site / "App_Data" / "spool"
+
+
+def test_namespaced_configuration_root_is_read(tmp_path):
+    """Visual Studio 2005 web.config files carry a namespace on <configuration>; .NET reads them."""
+    path = tmp_path / "web.config"
+    path.write_text('<configuration xmlns="http://schemas.microsoft.com/.NetConfiguration/v2.0">'
+                    '<appSettings><add key="app:WadoRsUrl" value="https://pacs/api"/></appSettings>'
+                    "</configuration>", encoding="utf-8")
+    assert read_app_settings(path) == {"app:WadoRsUrl": "https://pacs/api"}
