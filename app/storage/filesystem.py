@@ -66,7 +66,7 @@ class FileSystemStorage:
     def open(self, key: str) -> BinaryIO:
         try:
             return open(self._path(key), "rb")
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, IsADirectoryError) as exc:
             raise BlobNotFound(key) from exc
         except OSError as exc:
             raise StorageError(f"cannot open blob {key}: {exc}") from exc
@@ -94,8 +94,11 @@ class FileSystemStorage:
         return b"".join(self.iter_range(key, start, length))
 
     def size(self, key: str) -> int:
+        path = self._path(key)
         try:
-            return self._path(key).stat().st_size
+            if not path.is_file():
+                raise FileNotFoundError(key)
+            return path.stat().st_size
         except FileNotFoundError as exc:
             raise BlobNotFound(key) from exc
         except OSError as exc:

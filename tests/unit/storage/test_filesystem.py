@@ -474,3 +474,17 @@ def _can_create_file_in(folder: Path) -> bool:
         return False
     probe.unlink()
     return True
+
+
+def test_a_key_naming_a_folder_is_not_a_blob(tmp_path):
+    storage = FileSystemStorage(tmp_path / "root")
+    key = new_key()
+    source = tmp_path / "src"
+    source.write_bytes(b"abc")
+    storage.put_file(key, str(source))
+    folder = key.split("/")[0]
+    assert not storage.exists(folder)
+    with pytest.raises(BlobNotFound):
+        storage.size(folder)
+    with pytest.raises(BlobNotFound):
+        storage.open(folder)
