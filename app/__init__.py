@@ -44,6 +44,7 @@ def create_app(config_path: str | os.PathLike | None = None, *, overrides: Mappi
     from app.runtime import Services
     from app.storage import open_storage
     from app.stow.routes import blp as stow_blueprint
+    from app.wado_rs.routes import blp as wado_rs_blueprint
 
     settings = load_settings(config_path if config_path is not None else default_config_path(),
                              environ=environ, overrides=overrides)
@@ -82,5 +83,6 @@ def create_app(config_path: str | os.PathLike | None = None, *, overrides: Mappi
     register_error_handlers(app)     # after Api(), which installs handlers of its own
     api.register_blueprint(health.blp)
     api.register_blueprint(stow_blueprint)
+    api.register_blueprint(wado_rs_blueprint)
     app.register_blueprint(docs.assets)
     return app

@@ -34,6 +34,11 @@ class NotAcceptable(DicomWebError):
     title = "Not Acceptable"
 
 
+class RangeNotSatisfiable(DicomWebError):
+    status = 416
+    title = "Range Not Satisfiable"
+
+
 class Conflict(DicomWebError):
     status = 409
     title = "Conflict"
