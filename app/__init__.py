@@ -43,6 +43,7 @@ def create_app(config_path: str | os.PathLike | None = None, *, overrides: Mappi
     from app.index.schema import apply_schema, check_schema
     from app.runtime import Services
     from app.storage import open_storage
+    from app.qido.routes import blp as qido_blueprint
     from app.stow.routes import blp as stow_blueprint
     from app.wado_rs.routes import blp as wado_rs_blueprint
 
@@ -83,6 +84,7 @@ def create_app(config_path: str | os.PathLike | None = None, *, overrides: Mappi
     register_error_handlers(app)     # after Api(), which installs handlers of its own
     api.register_blueprint(health.blp)
     api.register_blueprint(stow_blueprint)
+    api.register_blueprint(qido_blueprint)
     api.register_blueprint(wado_rs_blueprint)
     app.register_blueprint(docs.assets)
     return app
