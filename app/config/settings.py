@@ -47,7 +47,13 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("app:PacsStorageConnection", "storage_connection", _parse_str, "|DataDirectory|/Storage",
             "Where DICOM files are kept: a folder (absolute, or relative to web.config's folder; "
-            "|DataDirectory| is App_Data beside web.config)."),
+            "|DataDirectory| is App_Data beside web.config), or an Azure Storage connection string "
+            "(DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...;EndpointSuffix=core.windows.net, "
+            "BlobEndpoint=...;SharedAccessSignature=..., or UseDevelopmentStorage=true for the Azurite "
+            "emulator on 127.0.0.1:10000)."),
+    Setting("app:PacsStorageContainer", "storage_container", _parse_str, "dicom",
+            "The Azure Blob Storage container that holds the DICOM files when app:PacsStorageConnection is "
+            "a connection string; created at start if missing. Ignored for a folder."),
     Setting("app:PacsDataArchieve", "database_url", _parse_str, "sqlite:///|DataDirectory|/pacs.sqlite3",
             "The index database: an SQLAlchemy URL (sqlite:///..., postgresql+psycopg2://..., "
             "mssql+pyodbc://...) or an ODBC connection string for MS SQL / Azure SQL (spelling kept "

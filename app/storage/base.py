@@ -4,6 +4,8 @@ from __future__ import annotations
 import uuid
 from typing import BinaryIO, Iterator, Protocol, runtime_checkable
 
+from app.errors import StorageError
+
 CHUNK_SIZE = 256 * 1024
 
 
@@ -11,6 +13,18 @@ def new_key() -> str:
     """A fresh blob key: random, fanned out over 256 folders, with no client data in it."""
     token = uuid.uuid4().hex
     return f"{token[:2]}/{token}.dcm"
+
+
+def key_parts(key: str) -> list[str]:
+    """The ``/``-separated parts of a valid key; StorageError for a key no backend may accept.
+
+    Refused everywhere (so a key means the same on every backend): empty keys and parts, ``.`` and ``..``,
+    a leading or trailing ``/``, backslashes and colons (drive letters, alternate data streams).
+    """
+    parts = key.split("/") if isinstance(key, str) else [""]
+    if not key or any(p in ("", ".", "..") or "\\" in p or ":" in p for p in parts):
+        raise StorageError(f"invalid blob key {key!r}")
+    return parts
 
 
 @runtime_checkable

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from app.errors import BlobNotFound, StorageError
-from app.storage.base import CHUNK_SIZE
+from app.storage.base import CHUNK_SIZE, key_parts
 
 
 class FileSystemStorage:
@@ -25,10 +25,7 @@ class FileSystemStorage:
         return f"FileSystemStorage({str(self.root)!r})"
 
     def _path(self, key: str) -> Path:
-        parts = key.split("/")
-        if not key or any(p in ("", ".", "..") or "\\" in p or ":" in p for p in parts):
-            raise StorageError(f"invalid blob key {key!r}")
-        return self.root.joinpath(*parts)
+        return self.root.joinpath(*key_parts(key))
 
     def put_file(self, key: str, source_path: str, *, move: bool = False) -> int:
         target = self._path(key)

@@ -281,6 +281,7 @@ def test_bare_doctype_without_entities_is_refused(tmp_path):
 
 EXPECTED_DEFAULTS = {
     "storage_connection": "|DataDirectory|/Storage",
+    "storage_container": "dicom",
     "database_url": "sqlite:///|DataDirectory|/pacs.sqlite3",
     "wado_rs_url": "",
     "wado_uri_url": "",
