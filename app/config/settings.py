@@ -71,6 +71,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("app:anonymizerOptions", "anonymizer_options", _parse_str,
             "BasicProfile,RetainUIDs,RetainLongFullDates,RetainPatientChars",
             "De-identification profile and options, comma separated (used when enableAnonymizer is true)."),
+    Setting("app:anonymizerUidSecret", "anonymizer_uid_secret", _parse_str, "",
+            "Secret key of the de-identification mapping (new UIDs, Patient ID pseudonyms, per-patient date "
+            "shift): the same key gives the same new UID for the same original UID, across uploads and "
+            "restarts. Empty: a random key generated once and kept in App_Data/anonymizer.key. Keep it "
+            "secret; changing it splits studies stored before and after."),
     Setting("app:tempDirectory", "temp_directory", _parse_str, "|DataDirectory|/tmp",
             "Where uploads are spooled while they are parsed. Keep it on the same volume as the storage "
             "folder so a store is a rename, not a copy."),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Response, request
+from flask import Response, current_app, request
 from flask_smorest import Blueprint
 
 from app.codec.native_xml import to_xml
@@ -45,7 +45,8 @@ def _store(study: str | None):
         engine=services.engine, storage=services.storage, temp_dir=str(services.temp_dir),
         retrieve_base=base, validate_duplicates=services.settings.validate_duplicate_instance,
         max_header_bytes=services.settings.max_part_header_bytes,
-        max_request_bytes=services.settings.max_request_bytes)
+        max_request_bytes=services.settings.max_request_bytes,
+        deidentifier=current_app.extensions.get("dicomcloud.deidentifier"))
     if ctx.max_request_bytes and (request.content_length or 0) > ctx.max_request_bytes:
         from app.errors import PayloadTooLarge
         raise PayloadTooLarge(f"request body of {request.content_length} bytes exceeds stow:maxRequestBytes")

@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from app.anonymize import DeidentificationError, deidentify_file
 from app.codec.assemble import write_part10
 from app.codec.instance import InspectedInstance, InvalidInstance, add_missing_preamble, inspect_file
 from app.codec.native_xml import from_xml
@@ -37,6 +38,7 @@ class StoreContext:
     validate_duplicates: bool = True
     max_header_bytes: int = 65536
     max_request_bytes: int = 0
+    deidentifier: object = None        # app.anonymize.Deidentifier when app:enableAnonymizer is true
 
 
 @dataclass
@@ -73,6 +75,9 @@ def store_request(stream: BinaryIO, content_type: str | None, url_study_uid: str
                   ctx: StoreContext) -> StoreOutcome:
     root, boundary = request_media(content_type)
     os.makedirs(ctx.temp_dir, exist_ok=True)
+    if url_study_uid and ctx.deidentifier is not None:
+        # Parts are compared with (and the response names) the study UID as it is stored.
+        url_study_uid = ctx.deidentifier.map_uid(url_study_uid)
     outcome = StoreOutcome(url_study_uid=url_study_uid)
     parts = iter_parts(stream, boundary, ctx.temp_dir, max_header_bytes=ctx.max_header_bytes,
                        max_body_bytes=ctx.max_request_bytes)
@@ -108,10 +113,15 @@ def _store_file(path: str, label: str, url_study_uid: str | None, ctx: StoreCont
                 outcome: StoreOutcome) -> None:
     try:
         add_missing_preamble(path)
+        if ctx.deidentifier is not None:
+            _deidentify(path, ctx)
         inspected = inspect_file(path)
     except InvalidInstance as exc:
         _fail(outcome, exc.reason, f"{label}: {exc.message}", exc.sop_class_uid, exc.sop_instance_uid)
         return
+    if ctx.deidentifier is not None:
+        # Reported as WarningReason 0xB000 Coercion of Data Elements (PS3.18 10.5.3, PS3.4 B.2.3).
+        inspected.warnings.append("de-identified on store (PS3.15 Annex E)")
     if url_study_uid and inspected.study_instance_uid != url_study_uid:
         _fail(outcome, status.DATA_SET_DOES_NOT_MATCH,
               f"{label}: StudyInstanceUID {inspected.study_instance_uid} differs from {url_study_uid} in the URL",
@@ -123,6 +133,17 @@ def _store_file(path: str, label: str, url_study_uid: str | None, ctx: StoreCont
               inspected.sop_class_uid, inspected.sop_instance_uid)
         return
     _commit(path, label, inspected, ctx, outcome)
+
+
+def _deidentify(path: str, ctx: StoreContext) -> None:
+    """De-identify the spooled file in place, so the index, metadata and blob only see the result."""
+    try:
+        deidentify_file(path, ctx.deidentifier)
+    except DeidentificationError as exc:
+        if not exc.unreadable:
+            log.exception("de-identification failed")
+        raise InvalidInstance(status.CANNOT_UNDERSTAND if exc.unreadable else status.PROCESSING_FAILURE,
+                              exc.message) from exc
 
 
 def _commit(path: str, label: str, inspected: InspectedInstance, ctx: StoreContext,

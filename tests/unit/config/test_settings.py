@@ -288,6 +288,7 @@ EXPECTED_DEFAULTS = {
     "validate_duplicate_instance": True,
     "enable_anonymizer": False,
     "anonymizer_options": "BasicProfile,RetainUIDs,RetainLongFullDates,RetainPatientChars",
+    "anonymizer_uid_secret": "",
     "temp_directory": "|DataDirectory|/tmp",
     "max_request_bytes": 0,
     "max_part_header_bytes": 65536,
