@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, distinct, exists, false, or_, select
+from sqlalchemy import and_, exists, false, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql import ColumnElement
 
@@ -255,7 +255,7 @@ def _zoned_range(conn, match: ZonedRange) -> ColumnElement:
     query's timezone. The offsets come from the (small) set of distinct values in the index.
     """
     tz, column = _ST.timezone_offset_from_utc, _ST.study_datetime
-    offsets = conn.execute(select(distinct(tz))).scalars().all()
+    offsets = conn.execute(select(tz).distinct()).scalars().all()
     branches, unzoned = [], []
     for text in offsets:
         stored = _parse_offset(text)
@@ -354,9 +354,10 @@ def representative_select(level: str, keys: list[int]):
         first_series = t.series.alias("first_series")
         series_key = (select(first_series.c.series_key).where(first_series.c.study_key == _ST.study_key)
                       .order_by(first_series.c.series_key).limit(1).scalar_subquery())
-        return (select(_ST.study_key.label("key"), _I.metadata_json)
-                .select_from(t.study.join(t.instance, _I.instance_key == _first_instance_of(series_key)))
-                .where(_ST.study_key.in_(keys)))
+        source = t.study.join(t.series, _SE.series_key == series_key).join(
+            t.instance, _I.instance_key == _first_instance_of(_SE.series_key))
+        return select(_ST.study_key.label("key"), _I.metadata_json).select_from(source).where(
+            _ST.study_key.in_(keys))
     return (select(_SE.series_key.label("key"), _I.metadata_json)
             .select_from(t.series.join(t.instance, _I.instance_key == _first_instance_of(_SE.series_key)))
             .where(_SE.series_key.in_(keys)))
