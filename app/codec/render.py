@@ -8,6 +8,7 @@ handling, viewport cropping and scaling, JPEG quality, and burned-in annotation 
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,9 +44,12 @@ class Viewport:
 
 def _numbers(text: str, name: str) -> list[float]:
     try:
-        return [float(part) for part in text.split(",")]
+        values = [float(part) for part in text.split(",")]
     except ValueError:
         raise RenderError(f"{name}={text!r}: expected comma-separated numbers") from None
+    if not all(math.isfinite(value) for value in values):
+        raise RenderError(f"{name}={text!r}: expected finite numbers")
+    return values
 
 
 def parse_window(text: str | None) -> Window | None:

@@ -168,7 +168,8 @@ def negotiate_bulk(accept: str | None) -> Choice:
     for media_range, inner, multipart in _ranges(accept, "*/*"):
         wanted = media_range.param("transfer-syntax")
         if _admits(inner, media.OCTET_STREAM) and wanted in (None, "", ANY_TS, EXPLICIT_LE):
-            return Choice(media.OCTET_STREAM, EXPLICIT_LE, multipart)
+            # multipart/related is the form of PS3.18 10.4.3; a single body only when asked for by name.
+            return Choice(media.OCTET_STREAM, EXPLICIT_LE, multipart or inner != media.OCTET_STREAM)
     raise _not_acceptable([media.OCTET_STREAM], [])
 
 
