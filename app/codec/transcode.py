@@ -51,9 +51,7 @@ def decoder_reason(transfer_syntax: str) -> str | None:
     except NotImplementedError:
         return f"no decoder exists for {_name(transfer_syntax)}"
     if not decoder.is_available:
-        missing = "; ".join(f"{plugin}: {', '.join(needs)}" for plugin, needs in
-                            decoder.missing_dependencies_by_plugin().items()) \
-            if hasattr(decoder, "missing_dependencies_by_plugin") else "; ".join(decoder.missing_dependencies)
+        missing = "; ".join(decoder.missing_dependencies)
         return f"cannot decode {_name(transfer_syntax)}: codec plugin missing ({missing or 'none installed'})"
     return None
 
