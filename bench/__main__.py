@@ -58,7 +58,7 @@ def versions(servers: dict) -> dict:
     return out
 
 
-def fsync_probe(folder: Path, count: int = 50, size: int = 524_288) -> dict:
+def fsync_probe(folder: Path, count: int = 200, size: int = 524_288) -> dict:
     """What one durable small write costs on this disk: write+fsync of a file and its directory, and a
     SQLite commit with synchronous=FULL in WAL mode, against the same without fsync. Bounds STOW rates."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -77,8 +77,9 @@ def fsync_probe(folder: Path, count: int = 50, size: int = 524_288) -> dict:
                 fd = os.open(folder, os.O_RDONLY)
                 os.fsync(fd)
                 os.close(fd)
-        results[f"512 KiB file write{' + fsync(file, dir)' if sync else ''}"] = \
-            f"{(time.perf_counter() - start) / count * 1000:.2f} ms each"
+        elapsed = time.perf_counter() - start
+        results[f"{count} x 512 KiB file writes{' + fsync(file, dir) each' if sync else ''}"] = \
+            f"{elapsed / count * 1000:.2f} ms each, {count * size / 1e6 / elapsed:.0f} MB/s"
     for mode in ("OFF", "FULL"):
         db = sqlite3.connect(folder / f"probe-{mode}.sqlite3", isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
@@ -108,6 +109,9 @@ def parse_args(argv=None):
     parser.add_argument("--reps", type=int, default=None, help="repetitions per request scenario "
                                                                "(default 20, quick 5)")
     parser.add_argument("--stow-batch", type=int, default=10, help="instances per STOW request (default 10)")
+    parser.add_argument("--stow-rounds", type=int, default=None,
+                        help="rounds of the STOW scenario over the images set; rounds after the first go to fresh "
+                             "servers (default 3, quick 1)")
     parser.add_argument("--load-clients", type=int, default=4, help="parallel clients loading data (default 4)")
     parser.add_argument("--memory-gib", type=float, default=None,
                         help="size of the large STOW upload in GiB (default 2, quick 0.25)")
@@ -157,7 +161,9 @@ def main(argv=None) -> int:
             for name, server in servers.items():
                 log(f"{server.label} at {server.url} (pid {server.pid})")
             bench = Bench(servers, data, sizes, reps, log=log, stow_batch=args.stow_batch,
-                          load_clients=args.load_clients, workdir=workdir)
+                          load_clients=args.load_clients, workdir=workdir,
+                          stow_rounds=args.stow_rounds or (1 if args.quick else 3),
+                          factories={"ours": OurServer, "orthanc": OrthancServer})
             for scenario in main_scenarios:
                 log(f"scenario {scenario}")
                 run_guarded(bench, scenario, getattr(bench, scenario))

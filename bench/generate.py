@@ -323,6 +323,21 @@ def bigseries_set(cache: Path, sizes: Sizes, log=print) -> dict:
                                     "instances": instances})
 
 
+def warmup_instances(label: str, count: int = 10, size: int = 64) -> list[bytes]:
+    """Small CT instances of a study of their own (patient ZZBENCH^WARMUP), to warm a server up before timing."""
+    out = []
+    for i in range(count):
+        ds = _base(SOP_CLASSES["CT"], f"warmup-{label}", "se0", str(i))
+        _patient(ds, "ZZBENCH^WARMUP", "BENCH-WARMUP")
+        _study(ds, "20000101", "WARMUP", "BENCH WARMUP", "W")
+        ds.Modality = "CT"
+        ds.SeriesNumber = 1
+        ds.InstanceNumber = i + 1
+        _image(ds, size, size, pixels=ct_pixels(i, size))
+        out.append(_finish(ds))
+    return out
+
+
 def multiframe_header(frames: int, size: int, study_key: str = "multiframe") -> tuple[Dataset, bytes]:
     """(dataset without pixels, Part-10 bytes up to and including the Pixel Data element header)."""
     ds = _base(SOP_CLASSES["CT"], study_key, "se0", "0")

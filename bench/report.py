@@ -88,21 +88,22 @@ def markdown(results: dict) -> str:
         # STOW details: request latency and server CPU
         if group == "STOW-RS":
             lines.append("")
-            lines.append("Per-request latency and server CPU (CPU seconds of the server's process tree / wall "
-                         "seconds; 1.0 = one core busy):")
+            lines.append("Per-request latency, server CPU (CPU seconds of the server's process tree / wall "
+                         "seconds; 1.0 = one core busy) and the benchmark client's CPU likewise:")
             lines.append("")
-            lines.append("| run | server | request median ms | request p95 ms | server CPU |")
-            lines.append("|---|---|---|---|---|")
+            lines.append("| run | server | request median ms | request p95 ms | server CPU | client CPU |")
+            lines.append("|---|---|---|---|---|---|")
             for row in rows:
                 if not row["name"].endswith("(inst/s)"):
                     continue
                 for s, o in row["servers"].items():
                     lat = o.get("request_latency") or {}
                     cpu = o.get("server_cpu_fraction") or []
+                    ccpu = o.get("client_cpu_fraction") or [0]
                     if lat:
                         lines.append(f"| {row['name'].rsplit(' (', 1)[0]} | {SERVER_LABELS[s]} | "
                                      f"{lat['median'] * 1000:.0f} | {lat['p95'] * 1000:.0f} | "
-                                     f"{sum(cpu) / len(cpu):.2f} |")
+                                     f"{sum(cpu) / len(cpu):.2f} | {sum(ccpu) / len(ccpu):.2f} |")
         lines.append("")
     if results.get("memory"):
         lines.append("## Large STOW upload: memory")

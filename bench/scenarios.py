@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import shutil
 import statistics
 import threading
 import time
@@ -178,7 +180,8 @@ class StreamBody:
 
 class Bench:
     def __init__(self, servers: dict, data: dict, sizes: generate.Sizes, reps: int, log=print,
-                 stow_batch: int = 10, stow_clients=(1, 4), load_clients: int = 4, workdir: Path | None = None):
+                 stow_batch: int = 10, stow_clients=(1, 4), load_clients: int = 4, workdir: Path | None = None,
+                 stow_rounds: int = 1, factories: dict | None = None):
         self.servers = servers            # name -> Server (ours, orthanc, nginx)
         self.data = data
         self.sizes = sizes
@@ -188,6 +191,8 @@ class Bench:
         self.stow_clients = stow_clients
         self.load_clients = load_clients
         self.workdir = workdir
+        self.stow_rounds = stow_rounds
+        self.factories = factories or {}       # name -> callable(folder) -> Server (not started)
         self.rows: list[Row] = []
         self.extra: dict = {}
         self.nginx_files: dict[str, Path] = {}
@@ -262,13 +267,14 @@ class Bench:
             out.append((multipart_body(chunk, "bench-boundary-7d3f"), len(chunk), sum(len(c) for c in chunk)))
         return out
 
-    def _stow_run(self, server: str, batches, clients: int, check: bool = True) -> dict:
-        url = self.base(server) + "/studies"
+    def _stow_run(self, server: str, batches, clients: int, check: bool = True, target=None) -> dict:
+        srv = target or self.servers[server]
+        url = srv.url + srv.dicomweb + "/studies"
         headers = {"Content-Type": STOW_CT.format(b="bench-boundary-7d3f"), "Accept": "application/dicom+json"}
         latencies = []
         errors = []
-        srv = self.servers[server]
         cpu_before = srv.cpu_seconds()
+        client_before = sum(os.times()[:2])
 
         def send(item):
             body, count, _ = item
@@ -289,30 +295,60 @@ class Bench:
             list(pool.map(send, batches))
         wall = time.perf_counter() - start
         cpu = srv.cpu_seconds() - cpu_before
+        client_cpu = sum(os.times()[:2]) - client_before
         instances = sum(b[1] for b in batches)
         nbytes = sum(b[2] for b in batches)
         return {"wall": wall, "instances": instances, "bytes": nbytes, "latencies": latencies, "errors": errors,
-                "server_cpu_s": cpu, "inst_per_s": instances / wall, "mb_per_s": nbytes / MB / wall}
+                "server_cpu_s": cpu, "client_cpu_s": client_cpu, "inst_per_s": instances / wall, "mb_per_s": nbytes / MB / wall}
+
+    def warm_up(self, server, label: str) -> None:
+        """Two small STOW requests (a study of its own) so that lazy imports and cold caches are not timed."""
+        for part in range(2):
+            body = multipart_body(generate.warmup_instances(f"{label}-{part}"), "bench-boundary-7d3f")
+            response = session().post(server.url + server.dicomweb + "/studies", data=body, timeout=120,
+                                      headers={"Content-Type": STOW_CT.format(b="bench-boundary-7d3f"),
+                                               "Accept": "application/dicom+json"})
+            if response.status_code not in (200, 202, 409):
+                self.log(f"  warm-up STOW to {server.name}: status {response.status_code}")
 
     def stow(self) -> None:
         """STOW-RS of the images set, one study per repetition, alternating 1 and N concurrent clients.
 
-        This is also how the images set gets into both servers for the retrieval scenarios."""
+        Round 0 goes to the main servers (and is how the images set gets into them for the retrieval
+        scenarios); each further round (``stow_rounds``) goes to a fresh pair of servers with empty storage,
+        started for it and removed after it, for more repetitions under the same conditions."""
         images = self.data["images"]
         root = Path(images["root"])
         servers = [s for s in ("ours", "orthanc") if s in self.servers]
         results = {(s, c): [] for s in servers for c in self.stow_clients}
-        for index, study in enumerate(images["studies"]):
-            clients = self.stow_clients[index % len(self.stow_clients)]
-            files = [root / inst["path"] for series in study["series"] for inst in series["instances"]]
-            batches = self._stow_batches(files, self.stow_batch)
-            order = servers if index % 2 == 0 else servers[::-1]
-            for server in order:
-                run = self._stow_run(server, batches, clients)
-                results[(server, clients)].append(run)
-                self.log(f"  STOW study {index} {server} x{clients}: {run['inst_per_s']:.1f} inst/s, "
-                         f"{run['mb_per_s']:.1f} MB/s, server CPU {run['server_cpu_s'] / run['wall']:.0%}"
-                         + (f" ERRORS {run['errors'][:2]}" if run['errors'] else ""))
+        for rnd in range(self.stow_rounds):
+            targets = dict(self.servers)
+            fresh = []
+            if rnd > 0:
+                for name in servers:
+                    server = self.factories[name](self.workdir / f"stow-round{rnd}-{name}").start()
+                    targets[name] = server
+                    fresh.append(server)
+            try:
+                for name in servers:
+                    self.warm_up(targets[name], f"stow-{rnd}")
+                for index, study in enumerate(images["studies"]):
+                    clients = self.stow_clients[index % len(self.stow_clients)]
+                    files = [root / inst["path"] for series in study["series"] for inst in series["instances"]]
+                    batches = self._stow_batches(files, self.stow_batch)
+                    order = servers if (index + rnd) % 2 == 0 else servers[::-1]
+                    for server in order:
+                        run = self._stow_run(server, batches, clients, target=targets[server])
+                        results[(server, clients)].append(run)
+                        self.log(f"  STOW round {rnd} study {index} {server} x{clients}: {run['inst_per_s']:.1f} "
+                                 f"inst/s, {run['mb_per_s']:.1f} MB/s, "
+                                 f"server CPU {run['server_cpu_s'] / run['wall']:.0%}, "
+                                 f"client CPU {run['client_cpu_s'] / run['wall']:.0%}"
+                                 + (f" ERRORS {run['errors'][:2]}" if run['errors'] else ""))
+            finally:
+                for server in fresh:
+                    server.stop()
+                    shutil.rmtree(server.folder, ignore_errors=True)
         self.loaded.add("images")
         for clients in self.stow_clients:
             for metric, unit in (("inst_per_s", "inst/s"), ("mb_per_s", "MB/s")):
@@ -329,6 +365,7 @@ class Bench:
                     lat = [x for r in runs for x in r["latencies"]]
                     outcome.extra = {"request_latency": summary(lat),
                                      "server_cpu_fraction": [r["server_cpu_s"] / r["wall"] for r in runs],
+                                     "client_cpu_fraction": [r["client_cpu_s"] / r["wall"] for r in runs],
                                      "instances_per_rep": [r["instances"] for r in runs],
                                      "bytes_per_rep": [r["bytes"] for r in runs]}
                     row.servers[server] = outcome
