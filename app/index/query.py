@@ -201,6 +201,8 @@ def _equals(column, values: tuple) -> ColumnElement:
 
 
 def _range(column, low: str | None, high: str | None) -> ColumnElement:
+    if low and low == high:
+        return column == low          # a single date: what query planners estimate best
     terms = [column >= low] if low else [column > ""]        # open lower end: any non-empty value
     if high:
         terms.append(column <= high)
@@ -287,23 +289,73 @@ def _condition(conn, column, match) -> ColumnElement:
     raise TypeError(f"unknown match {match!r}")
 
 
-def _where(conn, conditions: list) -> list[ColumnElement]:
-    clauses, sequence = [], []
+_TABLE_OF = {
+    **{keyword: "patient" for keyword in ("PatientName", "PatientID", "PatientBirthDate")},
+    **{keyword: "study" for keyword in ("StudyInstanceUID", "StudyDate", "StudyTime", "StudyDateTime",
+                                        "AccessionNumber", "StudyID", "ReferringPhysicianName",
+                                        MODALITIES_IN_STUDY)},
+    **{keyword: "series" for keyword in ("SeriesInstanceUID", "Modality", "SeriesNumber",
+                                         "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime",
+                                         *SEQUENCE_COLUMNS)},
+    **{keyword: "instance" for keyword in ("SOPInstanceUID", "SOPClassUID", "InstanceNumber")},
+}
+_CHAIN = ("instance", "series", "study", "patient")
+# (table, its key, the column of the table one level down that refers to it)
+_PARENT_LINK = {
+    "series": (_SE.series_key, _I.series_key),
+    "study": (_ST.study_key, _SE.study_key),
+    "patient": (t.patient.c.patient_key, _ST.patient_key),
+}
+
+
+def _clauses_by_table(conn, conditions: list) -> dict[str, list[ColumnElement]]:
+    by_table: dict[str, list] = {name: [] for name in _CHAIN}
+    sequence = []
     for condition in conditions:
+        table = _TABLE_OF[condition.keyword]
         if condition.keyword in SEQUENCE_COLUMNS:
             sequence.append(condition)
         elif condition.keyword == MODALITIES_IN_STUDY:
-            # C.2.2.2: a study matches when any of its series has one of the modalities.
+            # C.2.2.2: a study matches when any of its series has one of the modalities. IN (subquery)
+            # rather than EXISTS, so SQLite too starts from ix_series_modality instead of scanning study.
             other = t.series.alias("modality_series")
-            clauses.append(exists().where(other.c.study_key == _ST.study_key,
-                                          _condition(conn, other.c.modality, condition.match)))
+            by_table[table].append(_ST.study_key.in_(select(other.c.study_key).where(
+                _condition(conn, other.c.modality, condition.match))))
         else:
-            clauses.append(_condition(conn, MATCH_COLUMNS[condition.keyword], condition.match))
+            by_table[table].append(_condition(conn, MATCH_COLUMNS[condition.keyword], condition.match))
     if sequence:
         # C.2.2.2.6: every sequence key must match within one and the same item.
-        clauses.append(exists().where(
-            _RA.series_key == _SE.series_key,
-            *(_condition(conn, SEQUENCE_COLUMNS[c.keyword], c.match) for c in sequence)))
+        by_table["series"].append(_SE.series_key.in_(select(_RA.series_key).where(
+            *(_condition(conn, SEQUENCE_COLUMNS[c.keyword], c.match) for c in sequence))))
+    return by_table
+
+
+def _where(conn, level: str, conditions: list) -> list[ColumnElement]:
+    """The WHERE clauses of a search at ``level``.
+
+    Keys of the searched level's table apply directly; keys of the levels above become nested
+    ``fk IN (SELECT key FROM parent WHERE ...)`` semi-joins, so every database (SQLite's planner without
+    statistics too) starts from the index of the matched column rather than scanning the searched table
+    in key order.
+    """
+    by_table = _clauses_by_table(conn, conditions)
+    searched = {STUDY: "study", SERIES: "series", INSTANCE: "instance"}[level]
+    chain = _CHAIN[_CHAIN.index(searched):]
+    clauses: list = list(by_table[searched])
+    # Build the semi-join from the top (patient) down to the level just above the searched one.
+    inner = None
+    for table_name in reversed(chain[1:]):
+        key, _ = _PARENT_LINK[table_name]
+        terms = list(by_table[table_name])
+        if inner is not None:
+            terms.append(inner)
+        if not terms:
+            inner = None
+            continue
+        _, child_fk = _PARENT_LINK[table_name]
+        inner = child_fk.in_(select(key).where(*terms).correlate(None))
+    if inner is not None:
+        clauses.append(inner)
     return clauses
 
 
@@ -329,7 +381,7 @@ def build_select(conn, search: Search):
         if search.with_metadata:
             columns.append(_I.metadata_json.label(METADATA))
     statement = select(*columns).select_from(source)
-    for clause in _where(conn, search.conditions):
+    for clause in _where(conn, search.level, search.conditions):
         statement = statement.where(clause)
     return statement.order_by(order).limit(search.limit).offset(search.offset)
 
