@@ -29,8 +29,8 @@ What each action does here (PS3.15 E.1.1 and the legend of Table E.1-1):
 - C (clean), by VR: DA and DT are shifted back by a per-patient number of days (1..3650, from the HMAC of the
   original Patient ID: Retain Longitudinal Temporal Information Modified Dates); TM is kept (a whole-day
   shift leaves times unchanged); a sequence is kept and the table applied to its items (Clean Structured
-  Content, coded descriptors); text (LO, SH, ST, LT, UT, UC, PN, CS) is kept only when it passes a
-  conservative screen (it contains none of the identifying strings that this run removes or replaces from
+  Content, coded descriptors); text (AE titles under Retain Device Identity, descriptors in LO, SH, ST, LT,
+  UT, UC, PN, CS) is kept only when it passes a conservative screen (it contains none of the identifying strings that this run removes or replaces from
   the data set, no run of 5 or more digits and no "@"), else each such value becomes "REMOVED"; anything
   else (overlay and curve bitmaps, binary values) cannot be cleaned and is removed.
 
@@ -245,7 +245,9 @@ def compile_profile(options: Options) -> CompiledProfile:
         if row.is_single_tag:
             exact[row.tag_value] = action
         elif row.tag == "(gggg,eeee)":
-            private = action
+            # Retain Safe Private gives C, but without the Safe Private list (Table E.3.10-1) nothing is
+            # known to be safe: every private attribute is removed.
+            private = "X" if action == "C" else action
         else:
             group_text, element_text = row.tag[1:5], row.tag[6:10]
             base = _PATTERN_GROUPS[group_text]
@@ -272,15 +274,17 @@ DUMMY_VALUES: dict[str, object] = {
     "OB": b"\0\0", "OW": b"\0\0", "UN": b"\0\0", "OF": b"\0" * 4, "OL": b"\0" * 4, "OD": b"\0" * 8,
     "OV": b"\0" * 8,
 }
-TEXT_VRS = {"LO", "SH", "ST", "LT", "UT", "UC", "PN", "CS"}
-# UI attributes that name a class, scheme or syntax rather than an instance: never replaced.
+TEXT_VRS = {"AE", "LO", "SH", "ST", "LT", "UT", "UC", "PN", "CS"}
+# UI attributes that name a class, scheme or syntax rather than an instance: never replaced (nor any UI
+# attribute whose keyword has "ClassUID" or "TransferSyntaxUID" in it).
 CLASS_UID_KEYWORDS = frozenset({
     "SOPClassUID", "ReferencedSOPClassUID", "MediaStorageSOPClassUID", "TransferSyntaxUID",
     "ReferencedSOPClassUIDInFile", "ReferencedTransferSyntaxUIDInFile", "ImplementationClassUID",
     "CodingSchemeUID", "ContextGroupExtensionCreatorUID", "MappingResourceUID", "PrivateInformationCreatorUID",
-    "SOPClassesInStudy", "RelatedGeneralSOPClassUID", "OriginalSpecializedSOPClassUID", "AbstractSyntaxUID",
-    "ReferencedSOPClassUIDInFile", "SOPClassesSupported", "RequestedSOPClassUID", "AffectedSOPClassUID",
+    "SOPClassesInStudy", "RelatedGeneralSOPClassUID", "OriginalSpecializedSOPClassUID",
+    "SOPClassesSupported", "RequestedSOPClassUID", "AffectedSOPClassUID",
     "ReferencedRelatedGeneralSOPClassUIDInFile", "InstanceCreatorUID", "TemplateExtensionCreatorUID",
+    "CreatorVersionUID", "ContextUID",
 })
 PATIENT_ID = 0x00100020
 SOP_INSTANCE_UID = 0x00080018
@@ -431,7 +435,8 @@ def _apply(ds: Dataset, run: _Run, path: str) -> None:
 
 
 def _replaceable_uid(tag: BaseTag) -> bool:
-    return keyword_for_tag(tag) not in CLASS_UID_KEYWORDS
+    keyword = keyword_for_tag(tag)
+    return not (keyword in CLASS_UID_KEYWORDS or "ClassUID" in keyword or "TransferSyntaxUID" in keyword)
 
 
 def _recurse(ds: Dataset, tag: BaseTag, run: _Run, label: str) -> None:
