@@ -4,9 +4,9 @@ query for the stored metadata of one representative instance per result (study/s
 Callers (app/qido/service.py) describe a search with the plain structures below, naming attributes by
 DICOM keyword; this module is where a keyword becomes a column. Every value is a bound parameter; LIKE
 patterns escape ``%``, ``_``, ``[`` and the escape character itself. A literal prefix of a wildcard
-pattern also becomes a range (``col >= 'ABC' AND col < 'ABD'``), which every database serves from an
-ordinary index (SQLite only uses an index for LIKE under case_sensitive_like, PostgreSQL only with
-*_pattern_ops indexes).
+pattern also becomes a range (``col >= 'ABC' AND col < 'ABD'``), which is served from an
+ordinary index on SQLite (which only uses an index for LIKE under case_sensitive_like); PostgreSQL and
+MS SQL derive that range from ``LIKE 'ABC%'`` themselves (PostgreSQL: in a C-collated database).
 """
 from __future__ import annotations
 
@@ -188,12 +188,21 @@ def _prefix_range(column, prefix: str) -> ColumnElement:
     return and_(column >= prefix, column < upper)
 
 
-def _wildcard(column, pattern: str) -> ColumnElement:
+def glob_pattern(dicom_pattern: str) -> str:
+    """A DICOM wildcard pattern as an SQLite GLOB pattern (case-sensitive, ``[`` taken literally)."""
+    return "".join("[[]" if c == "[" else c for c in dicom_pattern)
+
+
+def _wildcard(column, pattern: str, dialect: str) -> ColumnElement:
+    """SQLite: GLOB (case-sensitive, unlike its LIKE) behind a range on the literal prefix, which is exact
+    under SQLite's binary collation and lets it use the index. Elsewhere: LIKE, from which PostgreSQL (in
+    a C-collated database) and MS SQL derive the index range themselves; a hand-made range would be wrong
+    under a linguistic collation, where 'DOE^J' need not sort between 'DOE^' and 'DOE_'."""
     prefix = literal_prefix(pattern)
-    like = column.like(like_pattern(pattern), escape=ESCAPE)
-    if prefix:
-        return and_(_prefix_range(column, prefix), like)
-    return like
+    if dialect == "sqlite":
+        glob = column.op("GLOB")(glob_pattern(pattern))
+        return and_(_prefix_range(column, prefix), glob) if prefix else glob
+    return column.like(like_pattern(pattern), escape=ESCAPE)
 
 
 def _equals(column, values: tuple) -> ColumnElement:
@@ -209,15 +218,15 @@ def _range(column, low: str | None, high: str | None) -> ColumnElement:
     return and_(*terms)
 
 
-def _name_equals(column, value: str) -> ColumnElement:
+def _name_equals(column, value: str, dialect: str) -> ColumnElement:
     # "DOE^JOHN" is also "DOE^JOHN^^" as written by some modalities, and the alphabetic group of
     # "YAMADA^TAROU=山田^太郎".
     variants = tuple(value + "^" * n for n in range(5))
-    return or_(column.in_(variants), _prefix_range(column, value + "="))
+    return or_(column.in_(variants), _wildcard(column, value.replace("*", "").replace("?", "") + "=*", dialect))
 
 
-def _name_wildcard(column, pattern: str) -> ColumnElement:
-    condition = _wildcard(column, pattern)
+def _name_wildcard(column, pattern: str, dialect: str) -> ColumnElement:
+    condition = _wildcard(column, pattern, dialect)
     if not pattern.isascii():
         # An ideographic or phonetic pattern is matched against the later component groups too.
         condition = or_(condition, column.like("%=" + like_pattern(pattern), escape=ESCAPE))
@@ -272,16 +281,17 @@ def _zoned_range(conn, match: ZonedRange) -> ColumnElement:
 
 
 def _condition(conn, column, match) -> ColumnElement:
+    dialect = conn.dialect.name
     if isinstance(match, Equals):
         return _equals(column, match.values)
     if isinstance(match, Wildcard):
-        return _wildcard(column, match.pattern)
+        return _wildcard(column, match.pattern, dialect)
     if isinstance(match, Range):
         return _range(column, match.low, match.high)
     if isinstance(match, NameEquals):
-        return _name_equals(column, match.value)
+        return _name_equals(column, match.value, dialect)
     if isinstance(match, NameWildcard):
-        return _name_wildcard(column, match.pattern)
+        return _name_wildcard(column, match.pattern, dialect)
     if isinstance(match, FuzzyName):
         return _fuzzy_name(column, match.tokens)
     if isinstance(match, ZonedRange):
