@@ -410,7 +410,8 @@ def retrieve_metadata(ctx: RetrieveContext, accept: str | None, if_none_match: s
     if not rows:
         raise NotFound(_not_found_message(study, series, sop))
     base = ctx.base + "/"
-    fragments = [row.metadata_json.replace(BULK_BASE_TOKEN, base) for row in rows]
+    fragments = [_with_available_syntax(row.metadata_json.replace(BULK_BASE_TOKEN, base), row.transfer_syntax_uid)
+                 for row in rows]
     digest = hashlib.sha1(chosen.encode())
     for fragment in fragments:
         digest.update(fragment.encode("utf-8"))
@@ -427,6 +428,14 @@ def retrieve_metadata(ctx: RetrieveContext, accept: str | None, if_none_match: s
                      headers)
     body = ("[" + ",".join(fragments) + "]").encode("utf-8")
     return Reply([body], chosen, 200, dict(headers, **{"Content-Length": str(len(body))}))
+
+
+def _with_available_syntax(fragment: str, transfer_syntax: str) -> str:
+    """Add Available Transfer Syntax UID (0008,3002), the stored syntax, so a viewer knows what frames cost."""
+    if '"00083002"' in fragment or not fragment.startswith("{"):
+        return fragment
+    entry = '{"00083002":{"vr":"UI","Value":["' + transfer_syntax + '"]}'
+    return entry + ("}" if fragment == "{}" else "," + fragment[1:])
 
 
 # ---- rendered and thumbnail -------------------------------------------------------------------------
