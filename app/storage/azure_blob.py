@@ -220,8 +220,7 @@ class AzureBlobStorage:
     def open(self, key: str) -> BinaryIO:
         blob = self._blob(key)
         properties = self._properties(blob, key)
-        raw = _BlobReader(self, blob, key, properties.size, properties.etag)
-        return io.BufferedReader(raw, buffer_size=CHUNK_SIZE)
+        return _BlobFile(self, blob, key, properties.size, properties.etag)
 
     def iter_range(self, key: str, start: int = 0, length: int | None = None,
                    chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
@@ -283,8 +282,13 @@ class AzureBlobStorage:
                                f"{_describe(exc)}") from exc
 
 
-class _BlobReader(io.RawIOBase):
-    """A seekable, read-only raw stream over one blob version; each read is one ranged GET."""
+class _BlobFile(io.BufferedIOBase):
+    """A seekable, read-only file object over one blob version, read through ranged GETs.
+
+    Small reads are served from a read-ahead buffer of CHUNK_SIZE bytes (pydicom reads a header in many
+    tiny reads); large ones go straight to ranged GETs of at most DOWNLOAD_WINDOW bytes. Deliberately not an
+    ``io.BufferedReader``: pydicom takes one of those for a file on disk and would try to reopen it by name.
+    """
 
     def __init__(self, storage: AzureBlobStorage, blob, key: str, size: int, etag: str):
         super().__init__()
@@ -294,6 +298,11 @@ class _BlobReader(io.RawIOBase):
         self._size = size
         self._etag = etag
         self._position = 0
+        self._buffer = b""
+        self._buffer_start = 0
+
+    def __repr__(self) -> str:
+        return f"<azure blob {self._key!r} ({self._size} bytes)>"
 
     def readable(self) -> bool:
         return True
@@ -320,24 +329,37 @@ class _BlobReader(io.RawIOBase):
         self._position = position
         return position
 
-    def readinto(self, buffer) -> int:
+    def read(self, size: int | None = -1) -> bytes:
         self._checkClosed()
-        wanted = min(len(buffer), self._size - self._position)
-        if wanted <= 0:
-            return 0
-        data = self._storage._download(self._blob, self._key, self._etag, self._position, wanted)
-        buffer[:wanted] = data
-        self._position += wanted
-        return wanted
-
-    def readall(self) -> bytes:
-        self._checkClosed()
-        if self._position >= self._size:
-            return b""
-        parts = list(self._storage._chunks(self._blob, self._key, self._etag, self._position, self._size,
-                                           DOWNLOAD_WINDOW))
-        self._position = self._size
+        end = self._size if size is None or size < 0 else min(self._size, self._position + size)
+        parts = []
+        while self._position < end:
+            offset = self._position - self._buffer_start
+            if 0 <= offset < len(self._buffer):
+                piece = self._buffer[offset:offset + end - self._position]
+            elif end - self._position >= CHUNK_SIZE:
+                piece = self._storage._download(self._blob, self._key, self._etag, self._position,
+                                                min(end - self._position, DOWNLOAD_WINDOW))
+            else:
+                self._buffer_start = self._position
+                self._buffer = self._storage._download(self._blob, self._key, self._etag, self._position,
+                                                       min(CHUNK_SIZE, self._size - self._position))
+                continue
+            parts.append(piece)
+            self._position += len(piece)
         return b"".join(parts)
+
+    def read1(self, size: int = -1) -> bytes:
+        return self.read(size)
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._buffer = b""
+        super().close()
 
 
 def _describe(exc: Exception) -> str:

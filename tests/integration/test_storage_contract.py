@@ -376,3 +376,242 @@ class TestBlobStorageContract:
             backend.storage.open(folder)
         with pytest.raises(BlobNotFound):
             backend.storage.read_range(folder, 0, 1)
+
+
+# ---------------------------------------------------------------------------------------------- Azure specifics
+
+@pytest.fixture
+def azure(tmp_path):
+    """An AzureBlobStorage on a fresh Azurite container (deleted afterwards) and its container name."""
+    if not AZURE_CONNECTION:
+        pytest.skip("DICOMCLOUD_TEST_AZURE_CONNECTION is not set (scripts/test starts Azurite)")
+    made = make_azure(tmp_path)
+    yield made.storage
+    made.cleanup()
+
+
+def _record_downloads(monkeypatch, storage) -> list[tuple[int, int]]:
+    """Every ranged GET the backend makes from now on, as (offset, length)."""
+    calls: list[tuple[int, int]] = []
+    real = storage._download
+
+    def download(blob, key, etag, start, length):
+        calls.append((start, length))
+        return real(blob, key, etag, start, length)
+
+    monkeypatch.setattr(storage, "_download", download)
+    return calls
+
+
+def _raise_on_request(monkeypatch, predicate) -> list[str]:
+    """Make every SDK request for which ``predicate(request)`` is true fail (as the service would)."""
+    from azure.core.exceptions import HttpResponseError
+    from azure.storage.blob import BlobClient
+    real_upload = BlobClient.upload_blob
+    fired = []
+
+    def hook(request):
+        if predicate(request.http_request):
+            fired.append(request.http_request.url)
+            raise HttpResponseError(message="injected failure")
+
+    def upload_blob(self, *args, **kwargs):
+        # No retry: the SDK passes a per-call hook to the first attempt only.
+        return real_upload(self, *args, raw_request_hook=hook, retry_total=0, **kwargs)
+
+    monkeypatch.setattr(BlobClient, "upload_blob", upload_blob)
+    return fired
+
+
+@needs_azurite
+class TestAzureBlobStorage:
+    """Behaviour specific to Azure Blob Storage, against Azurite."""
+
+    def test_name_and_repr(self, azure):
+        from app.storage.azure_blob import AzureBlobStorage
+        assert azure.name == "azureblob"
+        assert repr(azure).startswith("AzureBlobStorage('http://127.0.0.1:")
+        assert "AccountKey" not in repr(azure) and azure.container_name in repr(azure)
+        assert isinstance(azure, AzureBlobStorage)
+
+    def test_the_container_is_created_at_start_and_an_existing_one_is_reused(self, azure, source_dir):
+        from app.storage.azure_blob import AzureBlobStorage
+        assert azure._container.exists()
+        key = new_key()
+        azure.put_file(key, str(make_source(source_dir, b"kept")))
+        again = AzureBlobStorage(AZURE_CONNECTION, azure.container_name)
+        assert again.read_range(key, 0, 4) == b"kept"
+
+    def test_a_container_that_could_not_be_created_at_start_is_created_by_check(self, tmp_path, monkeypatch):
+        from azure.core.exceptions import ServiceRequestError
+        from azure.storage.blob import ContainerClient
+        from app.storage.azure_blob import AzureBlobStorage
+        real = ContainerClient.create_container
+        calls = []
+
+        def flaky(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 1:
+                raise ServiceRequestError("service unreachable (injected)")
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(ContainerClient, "create_container", flaky)
+        name = new_container_name()
+        try:
+            storage = AzureBlobStorage(AZURE_CONNECTION, name)      # no exception: the app must start
+            assert not storage._container.exists()
+            storage.check()
+            assert storage._container.exists() and len(calls) == 2
+        finally:
+            delete_container(name)
+
+    def test_a_container_deleted_behind_its_back_is_created_again_on_write(self, azure, source_dir):
+        azure._container.delete_container()
+        key = new_key()
+        assert azure.put_file(key, str(make_source(source_dir, b"again")), move=True) == 5
+        assert azure.read_range(key, 0, 5) == b"again"
+
+    def test_reads_of_a_missing_container_are_blob_not_found(self, azure):
+        azure._container.delete_container()
+        key = new_key()
+        assert not azure.exists(key)
+        with pytest.raises(BlobNotFound):
+            azure.size(key)
+        with pytest.raises(BlobNotFound):
+            azure.open(key)
+        azure.delete(key)
+
+    def test_blobs_are_stored_as_application_dicom(self, azure, source_dir):
+        key = new_key()
+        azure.put_file(key, str(make_source(source_dir, b"DICM")))
+        properties = azure._container.get_blob_client(key).get_blob_properties()
+        assert properties.content_settings.content_type == "application/dicom"
+        assert properties.blob_type == "BlockBlob"
+
+    def test_a_large_file_is_uploaded_in_blocks(self, azure, source_dir):
+        from app.storage.azure_blob import SINGLE_PUT_SIZE, UPLOAD_BLOCK_SIZE
+        data = random.Random(7).randbytes(SINGLE_PUT_SIZE + UPLOAD_BLOCK_SIZE + 1000)
+        key = new_key()
+        source = make_source(source_dir, data)
+        assert azure.put_file(key, str(source), move=True) == len(data)
+        assert not source.exists()
+        committed, uncommitted = azure._container.get_blob_client(key).get_block_list("all")
+        assert len(committed) == 4 and uncommitted == []
+        assert azure.read_range(key, 0, len(data)) == data
+
+    def test_a_failed_block_commit_keeps_the_previous_blob(self, azure, source_dir, monkeypatch):
+        from app.storage.azure_blob import SINGLE_PUT_SIZE
+        key = new_key()
+        azure.put_file(key, str(make_source(source_dir, b"the original")))
+        fired = _raise_on_request(monkeypatch, lambda request: "comp=blocklist" in request.url)
+        big = make_source(source_dir, random.Random(3).randbytes(SINGLE_PUT_SIZE + 10), "big")
+        with pytest.raises(StorageError) as info:
+            azure.put_file(key, str(big), move=True)
+        assert not isinstance(info.value, BlobNotFound) and len(fired) == 1
+        assert big.exists()                                   # a failed move leaves the source in place
+        assert azure.size(key) == 12
+        assert azure.read_range(key, 0, 12) == b"the original"
+        fresh = new_key()
+        with pytest.raises(StorageError):
+            azure.put_file(fresh, str(big))
+        assert not azure.exists(fresh)                        # staged blocks are not a blob
+        with pytest.raises(BlobNotFound):
+            azure.size(fresh)
+
+    def test_a_failed_single_put_keeps_the_previous_blob(self, azure, source_dir, monkeypatch):
+        key = new_key()
+        azure.put_file(key, str(make_source(source_dir, b"the original")))
+        _raise_on_request(monkeypatch, lambda request: request.method == "PUT")
+        with pytest.raises(StorageError):
+            azure.put_file(key, str(make_source(source_dir, b"replacement", "new")), move=True)
+        assert azure.read_range(key, 0, 12) == b"the original"
+
+    def test_open_streams_in_ranged_reads(self, azure, source_dir, monkeypatch):
+        data = random.Random(5).randbytes(3 * 1024 * 1024)
+        key = new_key()
+        azure.put_file(key, str(make_source(source_dir, data)))
+        calls = _record_downloads(monkeypatch, azure)
+        with azure.open(key) as handle:
+            assert handle.read(132)[128:] == data[128:132]
+            handle.seek(2_000_000)
+            assert handle.read(16) == data[2_000_000:2_000_016]
+            assert handle.tell() == 2_000_016
+            handle.seek(-4, os.SEEK_END)
+            assert handle.read() == data[-4:]
+            assert handle.read(10) == b""
+        assert calls and all(length <= CHUNK_SIZE for _, length in calls)
+        assert sum(length for _, length in calls) < len(data) // 2
+
+    def test_open_reads_everything_in_windows(self, azure, source_dir, monkeypatch):
+        from app.storage.azure_blob import DOWNLOAD_WINDOW
+        data = random.Random(6).randbytes(DOWNLOAD_WINDOW * 2 + 77)
+        key = new_key()
+        azure.put_file(key, str(make_source(source_dir, data)))
+        calls = _record_downloads(monkeypatch, azure)
+        with azure.open(key) as handle:
+            assert handle.read() == data
+        assert len(calls) == 3 and max(length for _, length in calls) <= DOWNLOAD_WINDOW
+
+    def test_pydicom_reads_through_open(self, azure, source_dir):
+        import pydicom
+        from pydicom.data import get_testdata_file
+        original = Path(get_testdata_file("CT_small.dcm", download=False))
+        key = new_key()
+        azure.put_file(key, str(original))
+        with azure.open(key) as handle:
+            ds = pydicom.dcmread(handle)
+            assert ds.PixelData == pydicom.dcmread(original).PixelData
+
+    def test_iter_range_uses_bounded_ranged_reads(self, azure, source_dir, monkeypatch):
+        from app.storage.azure_blob import DOWNLOAD_WINDOW
+        data = random.Random(8).randbytes(DOWNLOAD_WINDOW * 2 + 500)
+        key = new_key()
+        azure.put_file(key, str(make_source(source_dir, data)))
+        calls = _record_downloads(monkeypatch, azure)
+        assert b"".join(azure.iter_range(key, 100, len(data) - 200)) == data[100:-100]
+        assert len(calls) == 3 and all(length <= DOWNLOAD_WINDOW for _, length in calls)
+        calls.clear()
+        assert azure.read_range(key, 10, 20) == data[10:30]
+        assert calls == [(10, 20)]
+
+    def test_iter_range_checks_the_blob_before_the_first_chunk(self, azure):
+        with pytest.raises(BlobNotFound):
+            azure.iter_range(new_key())          # raised on the call, not on the first next()
+
+    def test_a_blob_replaced_while_streaming_fails_instead_of_mixing_versions(self, azure, source_dir):
+        from app.storage.azure_blob import DOWNLOAD_WINDOW
+        first = b"a" * (DOWNLOAD_WINDOW + 1000)
+        key = new_key()
+        azure.put_file(key, str(make_source(source_dir, first)))
+        chunks = azure.iter_range(key)
+        assert next(chunks) == b"a" * CHUNK_SIZE
+        handle = azure.open(key)
+        assert handle.read(10) == b"a" * 10
+        azure.put_file(key, str(make_source(source_dir, b"b" * len(first), "second")))
+        with pytest.raises(StorageError) as info:
+            list(chunks)
+        assert "replaced" in str(info.value)
+        handle.seek(DOWNLOAD_WINDOW)
+        with pytest.raises(StorageError):
+            handle.read(10)
+        handle.close()
+
+    def test_a_wrong_account_key_is_a_storage_error_not_a_missing_blob(self, azure, source_dir):
+        from app.storage.azure_blob import AzureBlobStorage
+        key = new_key()
+        azure.put_file(key, str(make_source(source_dir, b"secret")))
+        wrong = re.sub(r"AccountKey=[^;]+", "AccountKey=" + "A" * 86 + "==", AZURE_CONNECTION)
+        intruder = AzureBlobStorage(wrong, azure.container_name)
+        for operation in (lambda: intruder.size(key), lambda: intruder.read_range(key, 0, 1),
+                          lambda: intruder.open(key), lambda: intruder.exists(key), intruder.check,
+                          lambda: intruder.put_file(key, str(make_source(source_dir, b"x", "x")))):
+            with pytest.raises(StorageError) as info:
+                operation()
+            assert not isinstance(info.value, BlobNotFound)
+            assert "AccountKey" not in str(info.value)
+        assert azure.read_range(key, 0, 6) == b"secret"
+
+    def test_check_leaves_no_probe_blob(self, azure):
+        for _ in range(3):
+            azure.check()
+        assert list(azure._container.list_blobs(include=["uncommittedblobs"])) == []
