@@ -254,7 +254,10 @@ def _parse_offset(text: str) -> int | None:
 def _shift(value: str | None, minutes: int) -> str | None:
     if not value or not minutes:
         return value
-    moment = datetime.strptime(value, "%Y%m%d%H%M%S.%f") + timedelta(minutes=minutes)
+    try:
+        moment = datetime.strptime(value, "%Y%m%d%H%M%S.%f") + timedelta(minutes=minutes)
+    except (ValueError, OverflowError):      # at the ends of the calendar: the bound stays open there
+        return value
     return moment.strftime("%Y%m%d%H%M%S.%f")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from datetime import datetime
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -145,6 +146,8 @@ def integer_match(name: str, value: str) -> q.Equals:
         numbers = tuple(int(part) for part in re.split(r"[,\\]", value))
     except ValueError:
         raise BadRequest(f"{name}: {value[:80]!r} is not an integer (or comma-separated integers)") from None
+    if any(not -2**31 <= n < 2**31 for n in numbers):
+        raise BadRequest(f"{name}: {value[:80]!r} is out of the range of an IS value")
     return q.Equals(numbers)
 
 
@@ -166,6 +169,11 @@ def date_range_match(name: str, value: str) -> q.Range:
             bounds.append(None)
             continue
         date = normalize_date(part) if re.fullmatch(r"\d{8}", part) else ""
+        if date:
+            try:
+                datetime.strptime(date, "%Y%m%d")       # a real calendar day (no 30 February)
+            except ValueError:
+                date = ""
         if not date:
             raise BadRequest(f"{name}: {part[:80]!r} is not a valid date (YYYYMMDD)")
         bounds.append(date)
@@ -254,6 +262,8 @@ def _integer_parameter(name: str, value: str, minimum: int) -> int:
     number = int(value)
     if number < minimum:
         raise BadRequest(f"{name} must be at least {minimum}, not {number}")
+    if number >= 2**31:
+        raise BadRequest(f"{name} must be less than {2**31}, not {value[:40]}")
     return number
 
 
