@@ -81,7 +81,11 @@ def markdown(results: dict) -> str:
             cells = [f"{row['name']} [{unit}]"]
             cells += [_cell(row["servers"][s], row["kind"]) if s in row["servers"] else "" for s in present]
             if "orthanc" in present:
-                cells.append(_ratio(row, "ours", "orthanc"))
+                ratio = _ratio(row, "ours", "orthanc")
+                paired = row.get("paired_ratio_ours_orthanc")
+                if paired and ratio != "-":
+                    ratio += (f" (paired: {paired['median']:.2f}, {paired['min']:.2f}–{paired['max']:.2f})")
+                cells.append(ratio)
             if "nginx" in present:
                 cells.append(_ratio(row, "ours", "nginx"))
             lines.append("| " + " | ".join(cells) + " |")

@@ -339,6 +339,7 @@ class Bench:
                     order = servers if (index + rnd) % 2 == 0 else servers[::-1]
                     for server in order:
                         run = self._stow_run(server, batches, clients, target=targets[server])
+                        run["pair"] = (rnd, index)
                         results[(server, clients)].append(run)
                         self.log(f"  STOW round {rnd} study {index} {server} x{clients}: {run['inst_per_s']:.1f} "
                                  f"inst/s, {run['mb_per_s']:.1f} MB/s, "
@@ -369,6 +370,13 @@ class Bench:
                                      "instances_per_rep": [r["instances"] for r in runs],
                                      "bytes_per_rep": [r["bytes"] for r in runs]}
                     row.servers[server] = outcome
+                if "ours" in servers and "orthanc" in servers:
+                    # ours and Orthanc stored the same study back to back: the ratio per pair cancels most of
+                    # the machine's drift (disk writeback, neighbours), so it is steadier than a ratio of medians
+                    theirs = {r["pair"]: r[metric] for r in results[("orthanc", clients)]}
+                    paired = [r[metric] / theirs[r["pair"]] for r in results[("ours", clients)]
+                              if theirs.get(r["pair"])]
+                    row.extra["paired_ratio_ours_orthanc"] = summary(paired)
                 self.add(row)
 
     def load(self, name: str) -> None:
