@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, false, or_, select
+from sqlalchemy import and_, case, exists, false, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql import ColumnElement
 
@@ -386,7 +386,9 @@ def build_select(conn, search: Search):
         columns.append(_SE.series_key.label(SERIES_KEY))
         order = _SE.series_key
     if search.level == SERIES:
-        columns.append(exists().where(_RA.series_key == _SE.series_key).label(HAS_REQUEST_ATTRIBUTES))
+        # CASE WHEN EXISTS: T-SQL allows no bare EXISTS in a select list.
+        columns.append(case((exists().where(_RA.series_key == _SE.series_key), 1), else_=0)
+                       .label(HAS_REQUEST_ATTRIBUTES))
     if search.level == INSTANCE:
         source = t.instance.join(t.series, _SE.series_key == _I.series_key).join(
             t.study, _ST.study_key == _SE.study_key).join(t.patient, t.patient.c.patient_key == _ST.patient_key)

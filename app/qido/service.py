@@ -300,6 +300,8 @@ def parse_query(level: str, args: list[tuple[str, str]], *, study_uid: str | Non
     includes: list[str] = []
 
     for name, value in args:
+        if "\x00" in name or "\x00" in value:
+            raise BadRequest(f"query parameter {name[:80]!r} contains a NUL character")
         if name in (a.LIMIT, a.OFFSET, a.FUZZY_MATCHING, a.TIMEZONE):
             if name in seen:
                 raise BadRequest(f"{name} is given more than once")

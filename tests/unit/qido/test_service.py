@@ -68,3 +68,26 @@ def test_like_and_glob_patterns_escape_what_is_literal():
     assert q.like_pattern("A%_!*B?[") == "A!%!_!!%B_!["
     assert q.literal_prefix("ABC*D?") == "ABC" and q.literal_prefix("*X") == ""
     assert q.glob_pattern("A[1]*") == "A[[]1]*"
+
+
+@pytest.mark.parametrize("level, params", [
+    ("study", [("PatientName", "doe*"), ("ModalitiesInStudy", "CT,MR"), ("StudyDate", "20200101-")]),
+    ("series", [("RequestAttributesSequence.ScheduledProcedureStepID", "S1"), ("limit", "5"), ("offset", "5")]),
+    ("instance", [("PatientID", "P"), ("AccessionNumber", "A?C*"), ("PatientName", "joh"),
+                  ("fuzzymatching", "true")]),
+])
+def test_searches_compile_to_tsql_that_parses(level, params):
+    """MS SQL cannot run here: the SELECTs must at least compile and parse as T-SQL (no bare EXISTS
+    in a select list, TOP for LIMIT)."""
+    import sqlglot
+    from sqlalchemy.dialects import mssql
+
+    class Conn:
+        dialect = mssql.dialect()
+
+    query = service.parse_query(level, params)
+    for statement in (q.build_select(Conn(), q.Search(level, query.conditions, query.limit + 1, query.offset)),
+                      q.representative_select("study", [1, 2]), q.representative_select("series", [1])):
+        sql = str(statement.compile(dialect=mssql.dialect(), compile_kwargs={"literal_binds": True}))
+        assert "SELECT EXISTS" not in sql and ", EXISTS" not in sql
+        assert sqlglot.parse(sql, read="tsql")
