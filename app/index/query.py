@@ -127,7 +127,8 @@ _STUDY_RETURN = {
     "AccessionNumber": _ST.accession_number, "StudyID": _ST.study_id,
     "StudyDescription": _ST.study_description, "ReferringPhysicianName": _ST.referring_physician_name,
     "TimezoneOffsetFromUTC": _ST.timezone_offset_from_utc, "ModalitiesInStudy": _ST.modalities_in_study,
-    "NumberOfStudyRelatedSeries": _ST.number_of_series, "NumberOfStudyRelatedInstances": _ST.number_of_instances,
+    "NumberOfStudyRelatedSeries": _ST.number_of_series,
+    "NumberOfStudyRelatedInstances": _ST.number_of_instances,
 }
 _SERIES_RETURN = {
     "SeriesInstanceUID": _SE.series_instance_uid, "Modality": _SE.modality, "SeriesNumber": _SE.series_number,
@@ -154,7 +155,8 @@ RETURN_COLUMNS = {
 RETURNABLE = {level: frozenset(columns) for level, columns in RETURN_COLUMNS.items()}
 
 # Internal labels of a result row (never DICOM keywords).
-STUDY_KEY, SERIES_KEY, HAS_REQUEST_ATTRIBUTES, METADATA = "_study_key", "_series_key", "_has_request", "_metadata"
+STUDY_KEY, SERIES_KEY = "_study_key", "_series_key"
+HAS_REQUEST_ATTRIBUTES, METADATA = "_has_request", "_metadata"
 
 
 # --- matching --------------------------------------------------------------------------------------------
@@ -222,7 +224,7 @@ def _name_equals(column, value: str, dialect: str) -> ColumnElement:
     # "DOE^JOHN" is also "DOE^JOHN^^" as written by some modalities, and the alphabetic group of
     # "YAMADA^TAROU=山田^太郎".
     variants = tuple(value + "^" * n for n in range(5))
-    return or_(column.in_(variants), _wildcard(column, value.replace("*", "").replace("?", "") + "=*", dialect))
+    return or_(column.in_(variants), _wildcard(column, value + "=*", dialect))
 
 
 def _name_wildcard(column, pattern: str, dialect: str) -> ColumnElement:
@@ -390,8 +392,9 @@ def build_select(conn, search: Search):
         columns.append(case((exists().where(_RA.series_key == _SE.series_key), 1), else_=0)
                        .label(HAS_REQUEST_ATTRIBUTES))
     if search.level == INSTANCE:
-        source = t.instance.join(t.series, _SE.series_key == _I.series_key).join(
-            t.study, _ST.study_key == _SE.study_key).join(t.patient, t.patient.c.patient_key == _ST.patient_key)
+        source = (t.instance.join(t.series, _SE.series_key == _I.series_key)
+                  .join(t.study, _ST.study_key == _SE.study_key)
+                  .join(t.patient, t.patient.c.patient_key == _ST.patient_key))
         order = _I.instance_key
         if search.with_metadata:
             columns.append(_I.metadata_json.label(METADATA))
@@ -438,6 +441,6 @@ def representative_metadata(engine: Engine, level: str, keys: list[int]) -> dict
         return {row.key: row.metadata_json for row in conn.execute(representative_select(level, keys))}
 
 
-__all__ = ["Equals", "Wildcard", "Range", "NameEquals", "NameWildcard", "FuzzyName", "ZonedRange", "Condition",
-           "Search", "search", "build_select", "representative_metadata", "representative_select",
+__all__ = ["Equals", "Wildcard", "Range", "NameEquals", "NameWildcard", "FuzzyName", "ZonedRange",
+           "Condition", "Search", "search", "build_select", "representative_metadata", "representative_select",
            "MATCH_COLUMNS", "SEQUENCE_COLUMNS", "RETURNABLE"]

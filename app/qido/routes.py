@@ -18,7 +18,8 @@ from app.qido import attributes as a
 from app.qido import service
 from app.runtime import current_services, wado_rs_base
 
-blp = Blueprint("qido", __name__, description="QIDO-RS: search for studies, series and instances (PS3.18 10.6)")
+blp = Blueprint("qido", __name__,
+                description="QIDO-RS: search for studies, series and instances (PS3.18 10.6)")
 
 XML_MULTIPART = f'multipart/related; type="{media.DICOM_XML}"'
 RESPONSE_TYPES = [media.DICOM_JSON, media.JSON, XML_MULTIPART]
@@ -80,13 +81,14 @@ def _search(level: str, study: str | None = None, series: str | None = None):
     if chosen is None:
         raise NotAcceptable("QIDO-RS responses are available as " + ", ".join(RESPONSE_TYPES))
     services = current_services()
-    query = service.parse_query(level, list(request.args.items(multi=True)), study_uid=study, series_uid=series,
-                                maximum_results=services.settings.qido_maximum_results,
+    query = service.parse_query(level, list(request.args.items(multi=True)), study_uid=study,
+                                series_uid=series, maximum_results=services.settings.qido_maximum_results,
                                 raw_query=request.query_string.decode("latin-1"))
     result = service.run_query(services.engine, query, wado_rs_base())
     if chosen == XML_MULTIPART:
         boundary = new_boundary()
-        parts = [({"Content-Type": f"{media.DICOM_XML}; charset=utf-8"}, [to_xml(d)]) for d in result.datasets]
+        part_headers = {"Content-Type": f"{media.DICOM_XML}; charset=utf-8"}
+        parts = [(part_headers, [to_xml(dataset)]) for dataset in result.datasets]
         response = Response(b"".join(write_multipart(boundary, parts)), status=200,
                             content_type=f'multipart/related; type="{media.DICOM_XML}"; boundary={boundary}')
     else:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 import json
 import re
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
 from urllib.parse import quote
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -30,6 +30,7 @@ _OFFSET = re.compile(r"^([+-])(\d{2})(\d{2})$")
 _BULK_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
 _PIXEL_TAGS = {"7FE00010", "7FE00008", "7FE00009"}
 _COMPUTED = {"SpecificCharacterSet", "InstanceAvailability", "RetrieveURL"}
+_PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 
 
 @dataclass
@@ -283,7 +284,8 @@ def check_query_string(raw: str) -> None:
     """RFC 3986: a ``%`` starts a two-hex-digit escape; anything else is a malformed request."""
     bad = _BAD_ESCAPE.search(raw or "")
     if bad:
-        raise BadRequest(f"malformed percent-encoding {raw[bad.start():bad.start() + 3]!r} in the query string")
+        escape = raw[bad.start():bad.start() + 3]
+        raise BadRequest(f"malformed percent-encoding {escape!r} in the query string")
 
 
 def parse_query(level: str, args: list[tuple[str, str]], *, study_uid: str | None = None,
@@ -321,16 +323,18 @@ def parse_query(level: str, args: list[tuple[str, str]], *, study_uid: str | Non
         else:
             attribute = resolve_attribute(name)
             if attribute is None:
-                raise BadRequest(f"unknown query parameter {name[:80]!r}: not a DICOM keyword or tag, nor one "
-                                 "of limit, offset, fuzzymatching, includefield, TimezoneOffsetFromUTC")
+                raise BadRequest(f"unknown query parameter {name[:80]!r}: not a DICOM keyword or tag, "
+                                 "nor one of limit, offset, fuzzymatching, includefield, "
+                                 "TimezoneOffsetFromUTC")
             key = a.MATCH_KEYS_BY_TAG.get(attribute.dotted_tag)
             if key is None:
-                query.warnings.append(f"{attribute.name} is not a matching key of this server; it was ignored "
-                                      "for matching")
+                query.warnings.append(f"{attribute.name} is not a matching key of this server; it was "
+                                      "ignored for matching")
                 extra_return.append(attribute.tags[0])
                 continue
             if not key.matchable_at(level):
-                query.warnings.append(f"{key.keyword} is not a matching key of a {level} search; it was ignored")
+                query.warnings.append(f"{key.keyword} is not a matching key of a {level} search; "
+                                      "it was ignored")
                 continue
             if key.keyword in matches:
                 raise BadRequest(f"{key.keyword} is given more than once")
@@ -348,14 +352,12 @@ def parse_query(level: str, args: list[tuple[str, str]], *, study_uid: str | Non
         extra_return.append(attribute.tags[0])
 
     _add_conditions(query, matches, fuzzy, timezone)
-    if study_uid is not None:
-        query.conditions.append(q.Condition("StudyInstanceUID", q.Equals((require_uid(study_uid,
-                                                                                    "StudyInstanceUID"),))))
-    if series_uid is not None:
-        query.conditions.append(q.Condition("SeriesInstanceUID", q.Equals((require_uid(series_uid,
-                                                                                      "SeriesInstanceUID"),))))
+    for keyword, path_uid in (("StudyInstanceUID", study_uid), ("SeriesInstanceUID", series_uid)):
+        if path_uid is not None:
+            query.conditions.append(q.Condition(keyword, q.Equals((require_uid(path_uid, keyword),))))
 
-    tags = [_tag_of(k) for k in a.default_return_keywords(level, study_uid is not None, series_uid is not None)]
+    defaults = a.default_return_keywords(level, study_uid is not None, series_uid is not None)
+    tags = [_tag_of(keyword) for keyword in defaults]
     tags += [key.tag.split(".")[0] for key, _, _ in matches.values()]
     query.return_tags = list(dict.fromkeys(tags + extra_return))
 
@@ -443,8 +445,7 @@ def _index_element(vr: str, value) -> dict:
         element["Value"] = [int(value)]
     elif vr == "PN":
         groups = str(value).split("=")
-        element["Value"] = [{group: text for group, text in zip(("Alphabetic", "Ideographic", "Phonetic"), groups)
-                             if text}]
+        element["Value"] = [{group: text for group, text in zip(_PN_GROUPS, groups) if text}]
     elif vr == "TM":
         text = str(value)
         element["Value"] = [text[:-7] if text.endswith(".000000") else text]

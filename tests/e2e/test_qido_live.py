@@ -1,4 +1,4 @@
-"""QIDO-RS over real HTTP: the third-party dicomweb-client searching a server started as `python -m app serve`."""
+"""QIDO-RS over real HTTP: dicomweb-client searching a server started by `python -m app serve`."""
 from __future__ import annotations
 
 import pytest
@@ -61,8 +61,8 @@ def test_search_for_instances_at_every_level(client):
     instances = client.search_for_instances(study_instance_uid=uid("study", "LQ1"),
                                             series_instance_uid=uid("series", "LQ1", "ct"))
     assert [i["00200013"]["Value"][0] for i in instances] == [1, 2, 3]
-    (instance,) = client.search_for_instances(search_filters={"SOPInstanceUID": uid("instance", "LQ1", "ct", "i1")},
-                                              get_remaining=True)
+    sop = uid("instance", "LQ1", "ct", "i1")
+    (instance,) = client.search_for_instances(search_filters={"SOPInstanceUID": sop}, get_remaining=True)
     assert instance["00081190"]["Value"][0].endswith(f"/instances/{uid('instance', 'LQ1', 'ct', 'i1')}")
 
 

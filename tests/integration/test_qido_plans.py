@@ -101,8 +101,8 @@ def test_representative_metadata_query_is_served_by_indexes(engine, level):
 
 def test_fuzzy_matching_reads_the_name_index_not_the_tables(engine):
     """Fuzzy matching is a substring search: it reads all of ix_patient_patient_name_match (documented)."""
-    plan = explain(engine, search_statement(engine, "study", [("PatientName", "joh"), ("fuzzymatching", "true")],
-                                            None))
+    fuzzy = [("PatientName", "joh"), ("fuzzymatching", "true")]
+    plan = explain(engine, search_statement(engine, "study", fuzzy, None))
     print(f"\n[{engine.dialect.name}] fuzzy PatientName:\n    " + "\n    ".join(plan))
     if engine.dialect.name == "sqlite":
         assert not _table_scans(engine, plan), plan

@@ -25,7 +25,8 @@ def test_each_matching_type_becomes_its_structure():
     assert conditions(StudyTime="1015") == {"StudyTime": q.Range("101500.000000", "101559.999999")}
     assert conditions(PatientName="müller^anna^^") == {"PatientName": q.NameEquals("MULLER^ANNA")}
     assert conditions(PatientName="d?e*") == {"PatientName": q.NameWildcard("D?E*")}
-    assert conditions(PatientName="john doe", fuzzymatching="true") == {"PatientName": q.FuzzyName(("JOHN", "DOE"))}
+    assert conditions(PatientName="john doe", fuzzymatching="true") == {
+        "PatientName": q.FuzzyName(("JOHN", "DOE"))}
     assert conditions(PatientName="", AccessionNumber="*") == {}                      # universal
     assert conditions("series", **{"00400275.00400009": "S1"}) == {
         "RequestAttributesSequence.ScheduledProcedureStepID": q.Equals(("S1",))}
@@ -72,7 +73,8 @@ def test_like_and_glob_patterns_escape_what_is_literal():
 
 @pytest.mark.parametrize("level, params", [
     ("study", [("PatientName", "doe*"), ("ModalitiesInStudy", "CT,MR"), ("StudyDate", "20200101-")]),
-    ("series", [("RequestAttributesSequence.ScheduledProcedureStepID", "S1"), ("limit", "5"), ("offset", "5")]),
+    ("series", [("RequestAttributesSequence.ScheduledProcedureStepID", "S1"), ("limit", "5"),
+                ("offset", "5")]),
     ("instance", [("PatientID", "P"), ("AccessionNumber", "A?C*"), ("PatientName", "joh"),
                   ("fuzzymatching", "true")]),
 ])
@@ -86,7 +88,8 @@ def test_searches_compile_to_tsql_that_parses(level, params):
         dialect = mssql.dialect()
 
     query = service.parse_query(level, params)
-    for statement in (q.build_select(Conn(), q.Search(level, query.conditions, query.limit + 1, query.offset)),
+    search = q.Search(level, query.conditions, query.limit + 1, query.offset)
+    for statement in (q.build_select(Conn(), search),
                       q.representative_select("study", [1, 2]), q.representative_select("series", [1])):
         sql = str(statement.compile(dialect=mssql.dialect(), compile_kwargs={"literal_binds": True}))
         assert "SELECT EXISTS" not in sql and ", EXISTS" not in sql
