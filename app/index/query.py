@@ -442,5 +442,5 @@ def representative_metadata(engine: Engine, level: str, keys: list[int]) -> dict
 
 
 __all__ = ["Equals", "Wildcard", "Range", "NameEquals", "NameWildcard", "FuzzyName", "ZonedRange",
-           "Condition", "Search", "search", "build_select", "representative_metadata", "representative_select",
-           "MATCH_COLUMNS", "SEQUENCE_COLUMNS", "RETURNABLE"]
+           "Condition", "Search", "search", "build_select", "representative_metadata",
+           "representative_select", "MATCH_COLUMNS", "SEQUENCE_COLUMNS", "RETURNABLE"]
