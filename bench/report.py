@@ -93,10 +93,13 @@ def markdown(results: dict) -> str:
         if group == "STOW-RS":
             lines.append("")
             lines.append("Per-request latency, server CPU (CPU seconds of the server's process tree / wall "
-                         "seconds; 1.0 = one core busy) and the benchmark client's CPU likewise:")
+                         "seconds; 1.0 = one core busy), the benchmark client's CPU likewise, and the CPU used by every other "
+                         "process on the machine meanwhile (from /proc/stat; the machine has "
+                         f"{__import__('os').cpu_count()} cores and is shared):")
             lines.append("")
-            lines.append("| run | server | request median ms | request p95 ms | server CPU | client CPU |")
-            lines.append("|---|---|---|---|---|---|")
+            lines.append("| run | server | request median ms | request p95 ms | server CPU | client CPU | "
+                         "other processes' CPU |")
+            lines.append("|---|---|---|---|---|---|---|")
             for row in rows:
                 if not row["name"].endswith("(inst/s)"):
                     continue
@@ -104,10 +107,12 @@ def markdown(results: dict) -> str:
                     lat = o.get("request_latency") or {}
                     cpu = o.get("server_cpu_fraction") or []
                     ccpu = o.get("client_cpu_fraction") or [0]
+                    ocpu = o.get("other_cpu_fraction") or [0]
                     if lat:
                         lines.append(f"| {row['name'].rsplit(' (', 1)[0]} | {SERVER_LABELS[s]} | "
                                      f"{lat['median'] * 1000:.0f} | {lat['p95'] * 1000:.0f} | "
-                                     f"{sum(cpu) / len(cpu):.2f} | {sum(ccpu) / len(ccpu):.2f} |")
+                                     f"{sum(cpu) / len(cpu):.2f} | {sum(ccpu) / len(ccpu):.2f} | "
+                                     f"{sum(ocpu) / len(ocpu):.2f} |")
         lines.append("")
     if results.get("memory"):
         lines.append("## Large STOW upload: memory")

@@ -176,6 +176,15 @@ class StreamBody:
         return iter(self.factory())
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all processes of the machine have used so far (user+nice+system+irq+softirq+steal)."""
+    with open("/proc/stat") as handle:
+        fields = [int(x) for x in handle.readline().split()[1:]]
+    import os as _os
+    busy = sum(fields[:3]) + sum(fields[5:8])          # user nice system (skip idle iowait) irq softirq steal
+    return busy / _os.sysconf("SC_CLK_TCK")
+
+
 # --- the benchmark context -----------------------------------------------------------------------------------
 
 class Bench:
@@ -275,6 +284,7 @@ class Bench:
         errors = []
         cpu_before = srv.cpu_seconds()
         client_before = sum(os.times()[:2])
+        machine_before = machine_busy_seconds()
 
         def send(item):
             body, count, _ = item
@@ -296,10 +306,11 @@ class Bench:
         wall = time.perf_counter() - start
         cpu = srv.cpu_seconds() - cpu_before
         client_cpu = sum(os.times()[:2]) - client_before
+        other_cpu = machine_busy_seconds() - machine_before - cpu - client_cpu
         instances = sum(b[1] for b in batches)
         nbytes = sum(b[2] for b in batches)
         return {"wall": wall, "instances": instances, "bytes": nbytes, "latencies": latencies, "errors": errors,
-                "server_cpu_s": cpu, "client_cpu_s": client_cpu, "inst_per_s": instances / wall, "mb_per_s": nbytes / MB / wall}
+                "server_cpu_s": cpu, "client_cpu_s": client_cpu, "other_cpu_s": other_cpu, "inst_per_s": instances / wall, "mb_per_s": nbytes / MB / wall}
 
     def warm_up(self, server, label: str) -> None:
         """Two small STOW requests (a study of its own) so that lazy imports and cold caches are not timed."""
@@ -344,7 +355,8 @@ class Bench:
                         self.log(f"  STOW round {rnd} study {index} {server} x{clients}: {run['inst_per_s']:.1f} "
                                  f"inst/s, {run['mb_per_s']:.1f} MB/s, "
                                  f"server CPU {run['server_cpu_s'] / run['wall']:.0%}, "
-                                 f"client CPU {run['client_cpu_s'] / run['wall']:.0%}"
+                                 f"client CPU {run['client_cpu_s'] / run['wall']:.0%}, "
+                                 f"other processes {run['other_cpu_s'] / run['wall']:.0%}"
                                  + (f" ERRORS {run['errors'][:2]}" if run['errors'] else ""))
             finally:
                 for server in fresh:
@@ -367,6 +379,7 @@ class Bench:
                     outcome.extra = {"request_latency": summary(lat),
                                      "server_cpu_fraction": [r["server_cpu_s"] / r["wall"] for r in runs],
                                      "client_cpu_fraction": [r["client_cpu_s"] / r["wall"] for r in runs],
+                                     "other_cpu_fraction": [r["other_cpu_s"] / r["wall"] for r in runs],
                                      "instances_per_rep": [r["instances"] for r in runs],
                                      "bytes_per_rep": [r["bytes"] for r in runs]}
                     row.servers[server] = outcome
