@@ -407,7 +407,9 @@ def build_select(conn, search: Search):
 def search(engine: Engine, search: Search) -> list[dict]:
     """The rows of one search page, each a dict keyed by keyword (plus the internal labels above)."""
     with engine.connect() as conn:
-        return [dict(row._mapping) for row in conn.execute(build_select(conn, search))]
+        result = conn.execute(build_select(conn, search))
+        keys = list(result.keys())
+        return [dict(zip(keys, row)) for row in result]
 
 
 def _first_instance_of(series_key) -> ColumnElement:

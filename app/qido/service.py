@@ -13,6 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from urllib.parse import quote
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -77,7 +78,7 @@ def resolve_attribute(name: str) -> Attribute | None:
     for position, component in enumerate(components):
         if _TAG.match(component):
             tag = component.upper()
-            keyword = keyword_for_tag(int(tag, 16)) or ""
+            keyword = _keyword(tag)
         else:
             number = tag_for_keyword(component)
             if number is None:
@@ -90,6 +91,17 @@ def resolve_attribute(name: str) -> Attribute | None:
     return Attribute(tuple(tags), tuple(keywords))
 
 
+@lru_cache(maxsize=8192)
+def _keyword(tag: str) -> str:
+    """The keyword of an 8-hex tag ('' when the dictionary does not know it); cached: results repeat
+    the same few tags thousands of times."""
+    try:
+        return keyword_for_tag(int(tag, 16)) or ""
+    except ValueError:
+        return ""
+
+
+@lru_cache(maxsize=8192)
 def _vr(tag: str) -> str:
     try:
         vr = dictionary_VR(int(tag, 16))
@@ -98,6 +110,7 @@ def _vr(tag: str) -> str:
     return vr.split(" or ")[0] if " or " in vr else vr
 
 
+@lru_cache(maxsize=1024)
 def _tag_of(keyword: str) -> str:
     return f"{tag_for_keyword(keyword):08X}"
 
@@ -392,7 +405,7 @@ def needs_metadata(query: QidoQuery) -> bool:
     if query.include_all:
         return True
     returnable = q.RETURNABLE[query.level] | _COMPUTED | {"RequestAttributesSequence"}
-    return any((keyword_for_tag(int(tag, 16)) or tag) not in returnable for tag in query.return_tags)
+    return any((_keyword(tag) or tag) not in returnable for tag in query.return_tags)
 
 
 def run_query(engine, query: QidoQuery, retrieve_base: str) -> QidoResult:
@@ -491,10 +504,10 @@ def build_dataset(query: QidoQuery, row: dict, stored: dict, retrieve_base: str)
             tags += [tag for tag in stored if tag not in _PIXEL_TAGS]
         else:
             allowed = _level_attributes(query)
-            tags += [tag for tag in stored if keyword_for_tag(int(tag, 16)) in allowed]
+            tags += [tag for tag in stored if _keyword(tag) in allowed]
         tags += [_tag_of(keyword) for keyword in returnable]
     for tag in dict.fromkeys(tags):
-        keyword = keyword_for_tag(int(tag, 16)) or ""
+        keyword = _keyword(tag)
         if keyword == "SpecificCharacterSet":
             result[tag] = {"vr": "CS", "Value": [a.RESPONSE_CHARACTER_SET]}
         elif keyword == "InstanceAvailability":
