@@ -13,8 +13,9 @@ from app.anonymize.profile import (DeidentificationReport, Deidentifier, Options
                                    map_uid, parse_options)
 from app.anonymize.secret import resolve_uid_secret
 
-__all__ = ["DeidentificationError", "DeidentificationReport", "Deidentifier", "Options", "deidentifier_from_settings",
-           "deidentify", "deidentify_file", "load_table", "map_uid", "parse_options", "resolve_uid_secret"]
+__all__ = ["DeidentificationError", "DeidentificationReport", "Deidentifier", "Options",
+           "deidentifier_from_settings", "deidentify", "deidentify_file", "load_table", "map_uid",
+           "parse_options", "resolve_uid_secret"]
 
 
 def deidentifier_from_settings(settings) -> Deidentifier:

@@ -30,9 +30,11 @@ What each action does here (PS3.15 E.1.1 and the legend of Table E.1-1):
   original Patient ID: Retain Longitudinal Temporal Information Modified Dates); TM is kept (a whole-day
   shift leaves times unchanged); a sequence is kept and the table applied to its items (Clean Structured
   Content, coded descriptors); text (AE titles under Retain Device Identity, descriptors in LO, SH, ST, LT,
-  UT, UC, PN, CS) is kept only when it passes a conservative screen (it contains none of the identifying strings that this run removes or replaces from
-  the data set, no run of 5 or more digits and no "@"), else each such value becomes "REMOVED"; anything
-  else (overlay and curve bitmaps, binary values) cannot be cleaned and is removed.
+  UT, UC, PN, CS) is kept only when it passes a conservative screen (it contains none of the identifying
+  strings that this run removes or replaces from the data set, no run of 5 or more digits and no "@"), else
+  each such value becomes "REMOVED"; anything else (overlay and curve bitmaps, binary values such as OB
+  timestamps) cannot be cleaned and is removed.
+- Group Length elements (gggg,0000) of the data set are removed (retired, and stale after the changes).
 
 Also, without Retain UIDs every UI element that has no row (Referenced SOP Instance UID inside any sequence,
 Mapping Resource UID, ...) is replaced like U, except class-like attributes (``CLASS_UID_KEYWORDS``: SOP
@@ -256,7 +258,8 @@ def compile_profile(options: Options) -> CompiledProfile:
             if element_text == "xxxx":
                 patterns.append((group_mask << 16, group_value << 16, action))
             else:
-                patterns.append(((group_mask << 16) | 0xFFFF, (group_value << 16) | int(element_text, 16), action))
+                element = int(element_text, 16)
+                patterns.append(((group_mask << 16) | 0xFFFF, (group_value << 16) | element, action))
     return CompiledProfile(options, exact, tuple(patterns), private)
 
 
@@ -280,7 +283,8 @@ TEXT_VRS = {"AE", "LO", "SH", "ST", "LT", "UT", "UC", "PN", "CS"}
 CLASS_UID_KEYWORDS = frozenset({
     "SOPClassUID", "ReferencedSOPClassUID", "MediaStorageSOPClassUID", "TransferSyntaxUID",
     "ReferencedSOPClassUIDInFile", "ReferencedTransferSyntaxUIDInFile", "ImplementationClassUID",
-    "CodingSchemeUID", "ContextGroupExtensionCreatorUID", "MappingResourceUID", "PrivateInformationCreatorUID",
+    "CodingSchemeUID", "ContextGroupExtensionCreatorUID", "MappingResourceUID",
+    "PrivateInformationCreatorUID",
     "SOPClassesInStudy", "RelatedGeneralSOPClassUID", "OriginalSpecializedSOPClassUID",
     "SOPClassesSupported", "RequestedSOPClassUID", "AffectedSOPClassUID",
     "ReferencedRelatedGeneralSOPClassUIDInFile", "InstanceCreatorUID", "TemplateExtensionCreatorUID",
@@ -420,7 +424,8 @@ def _screen(text: str, run: _Run) -> str:
 def _apply(ds: Dataset, run: _Run, path: str) -> None:
     for tag in list(ds.keys()):
         tag = Tag(tag)
-        if tag.element == 0:            # group lengths are recomputed on write
+        if tag.element == 0:            # Group Length (retired in data sets): stale after the changes
+            _remove(ds, tag, "UL", run, _label(tag, path))
             continue
         vr = _vr_of(ds, tag)
         action = run.profile.action_for(tag)

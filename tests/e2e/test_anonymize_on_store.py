@@ -15,7 +15,8 @@ from tests.helpers import (make_dataset, make_instance, multipart, sample_bytes,
                            stow_headers, to_bytes, value, write_web_config)
 
 SECRET = "e2e-secret"
-BASIC = {"app:enableAnonymizer": "true", "app:anonymizerOptions": "BasicProfile", "app:anonymizerUidSecret": SECRET}
+BASIC = {"app:enableAnonymizer": "true", "app:anonymizerOptions": "BasicProfile",
+         "app:anonymizerUidSecret": SECRET}
 
 
 def _services(app):
@@ -73,8 +74,8 @@ def test_ct_small_is_stored_de_identified(make_app):
     assert value(body, "00081190") == f"http://localhost/api/studies/{new_study}"
 
     stored = _read_blob(app, new_sop)
-    assert (stored.StudyInstanceUID, stored.SeriesInstanceUID, stored.SOPInstanceUID) == (new_study, new_series,
-                                                                                          new_sop)
+    stored_uids = (stored.StudyInstanceUID, stored.SeriesInstanceUID, stored.SOPInstanceUID)
+    assert stored_uids == (new_study, new_series, new_sop)
     assert stored.file_meta.MediaStorageSOPInstanceUID == new_sop
     assert stored.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
     assert not stored.get("PatientName") and stored.PatientID != original.PatientID
@@ -164,11 +165,13 @@ def test_study_in_the_url_is_the_original_study_uid(make_app):
     ds = make_dataset("u", "u", "1")
     response = _store(app.test_client(), [to_bytes(ds)], study=ds.StudyInstanceUID)
     assert response.status_code == 202, response.data
-    assert value(response.get_json(), "00081190") == f"http://localhost/api/studies/{_new(ds.StudyInstanceUID)}"
+    expected = f"http://localhost/api/studies/{_new(ds.StudyInstanceUID)}"
+    assert value(response.get_json(), "00081190") == expected
 
 
 def test_retain_uids_keeps_the_uids(make_app):
-    app = make_app(**{"app:enableAnonymizer": "true", "app:anonymizerUidSecret": SECRET})  # DICOMcloud default
+    # The DICOMcloud default options: BasicProfile,RetainUIDs,RetainLongFullDates,RetainPatientChars
+    app = make_app(**{"app:enableAnonymizer": "true", "app:anonymizerUidSecret": SECRET})
     client = app.test_client()
     ds = make_dataset("k", "k", "1", patient_name="Doe^Jane", StudyDescription="KNEE")
     response = _store(client, [to_bytes(ds)], study=ds.StudyInstanceUID)
@@ -203,7 +206,8 @@ def test_other_transfer_syntaxes_and_objects_are_stored_de_identified(make_app, 
 
 def test_unreadable_part_fails_alone(make_app):
     app = make_app(**BASIC)
-    response = _store(app.test_client(), [b"\0" * 128 + b"DICM" + b"garbage" * 10, make_instance("g", "g", "1")])
+    junk = b"\0" * 128 + b"DICM" + b"garbage" * 10
+    response = _store(app.test_client(), [junk, make_instance("g", "g", "1")])
     assert response.status_code == 202
     body = response.get_json()
     assert len(seq_values(body, "00081198")) == 1 and len(seq_values(body, "00081199")) == 1
@@ -212,7 +216,8 @@ def test_unreadable_part_fails_alone(make_app):
 def test_unknown_option_stops_the_start(make_app):
     with pytest.raises(ConfigurationError) as caught:
         make_app(**{"app:enableAnonymizer": "true", "app:anonymizerOptions": "BasicProfile,CleanPixelData"})
-    assert "CleanPixelData" in str(caught.value.problems) and "RetainSafePrivate" in str(caught.value.problems)
+    problems = str(caught.value.problems)
+    assert "CleanPixelData" in problems and "RetainSafePrivate" in problems
 
 
 def test_off_by_default_stores_as_sent(app, client):

@@ -1,4 +1,4 @@
-"""De-identification against PS3.15 Table E.1-1, attribute by attribute, for the Basic Profile and each Option.
+"""De-identification against PS3.15 Table E.1-1, attribute by attribute: Basic Profile and each Option.
 
 The expected action of every row is derived here from the row itself (the transcribed table) with the
 documented rules: an entry of a chosen Option overrides the Basic Profile action (C over K when chosen
@@ -88,7 +88,7 @@ def check(ds: Dataset, tag: int, original, action: str, columns) -> None:
     assert tag in ds, f"{name} should be present after {action}"
     value = ds[tag].value
     if action == "Z":
-        assert value in (None, "", b"") or (vr == "SQ" and len(value) == 0), f"{name} should be empty: {value!r}"
+        assert value in (None, "", b"") or (vr == "SQ" and len(value) == 0), f"{name} not empty: {value!r}"
     elif action == "D":
         if vr == "UI":
             assert value == map_uid(original, SECRET) != original
@@ -222,7 +222,8 @@ def test_basic_profile_row(row):
 OPTION_CASES = [(column, row) for column in OPTION_COLUMNS for row in ROWS if column in row.options]
 
 
-@pytest.mark.parametrize("column, row", OPTION_CASES, ids=[f"{SPELLING[c]}-{_id(r)}" for c, r in OPTION_CASES])
+@pytest.mark.parametrize("column, row", OPTION_CASES,
+                         ids=[f"{SPELLING[c]}-{_id(r)}" for c, r in OPTION_CASES])
 def test_option_row(column, row):
     ds, original = dataset_with(row.tag_value)
     deidentify(ds, f"BasicProfile,{SPELLING[column]}", SECRET)
@@ -320,7 +321,8 @@ def test_sequences_are_entered_and_references_rewritten_consistently():
     assert not inner.PatientName and inner.PatientID == patient_pseudonym("PID-1", SECRET)
     assert "StudyDescription" not in inner and inner.CodeValue == "T-D0050"
     assert report.uid_map[originals[2]] == new_sop
-    assert "ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID" in report.replaced
+    path = "ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID"
+    assert path in report.replaced
 
 
 def test_uids_without_a_row_are_replaced_but_well_known_and_class_uids_are_kept():
@@ -427,7 +429,8 @@ def test_identity_removed_method_and_code_sequence():
     assert list(ds.DeidentificationMethod) == [
         "Basic Application Confidentiality Profile", "Retain UIDs Option",
         "Retain Patient Characteristics Option", "Retain Longitudinal Temporal Information Full Dates Option"]
-    codes = [(i.CodingSchemeDesignator, i.CodeValue, i.CodeMeaning) for i in ds.DeidentificationMethodCodeSequence]
+    codes = [(i.CodingSchemeDesignator, i.CodeValue, i.CodeMeaning)
+             for i in ds.DeidentificationMethodCodeSequence]
     assert codes == [("DCM", "113100", "Basic Application Confidentiality Profile"),
                      ("DCM", "113110", "Retain UIDs Option"),
                      ("DCM", "113108", "Retain Patient Characteristics Option"),
@@ -437,7 +440,8 @@ def test_identity_removed_method_and_code_sequence():
 
 CID_7050 = {"BasicProfile": "113100", "RetainSafePrivate": "113111", "RetainUIDs": "113110",
             "RetainDeviceIdent": "113109", "RetainInstitutionIdent": "113112", "RetainPatientChars": "113108",
-            "RetainLongFullDates": "113106", "RetainLongModifiedDates": "113107", "CleanDescriptors": "113105",
+            "RetainLongFullDates": "113106", "RetainLongModifiedDates": "113107",
+            "CleanDescriptors": "113105",
             "CleanStructuredContent": "113104", "CleanGraphics": "113103"}
 
 
@@ -469,8 +473,8 @@ def test_file_meta_follows_the_new_sop_instance_uid():
      {"retain_uids", "retain_long_full_dates", "retain_patient_characteristics"}),
     ("basicprofile, retainuids ,RETAINSAFEPRIVATE", {"retain_uids", "retain_safe_private"}),
     ("RetainDeviceIdent,RetainInstitutionIdent,CleanDescriptors,CleanStructuredContent,CleanGraphics",
-     {"retain_device_identity", "retain_institution_identity", "clean_descriptors", "clean_structured_content",
-      "clean_graphics"}),
+     {"retain_device_identity", "retain_institution_identity", "clean_descriptors",
+      "clean_structured_content", "clean_graphics"}),
     ("RetainLongModifDates,CleanDesc,CleanStructdCont,CleanGraph",
      {"retain_long_modified_dates", "clean_descriptors", "clean_structured_content", "clean_graphics"}),
     ("Retain Long Modified Dates, retain_uids", {"retain_long_modified_dates", "retain_uids"}),
@@ -579,3 +583,62 @@ def test_class_uid_keywords_are_ui_attributes():
     from pydicom.datadict import tag_for_keyword
     from app.anonymize.profile import CLASS_UID_KEYWORDS
     assert all(tag_for_keyword(k) and dictionary_VR(tag_for_keyword(k)) == "UI" for k in CLASS_UID_KEYWORDS)
+
+
+def _pixel_element_start(path) -> int:
+    with open(path, "rb") as handle:
+        pydicom.dcmread(handle, stop_before_pixels=True)
+        return handle.tell()
+
+
+# Files whose last element is Pixel Data (CT_small.dcm, MR_small_RLE.dcm and MR_small_jpeg_ls_lossless.dcm
+# end with Data Set Trailing Padding, which the profile removes: they take the whole-object path).
+@pytest.mark.parametrize("name", ["MR_small_implicit.dcm", "MR_small_bigendian.dcm", "JPEG2000.dcm",
+                                  "SC_rgb_rle_2frame.dcm", "rtdose.dcm"])
+def test_pixel_data_element_is_copied_byte_for_byte_without_being_loaded(tmp_path, name, monkeypatch):
+    original = Path(sample_path(name)).read_bytes()
+    pixel_element = original[_pixel_element_start(sample_path(name)):]
+    path = tmp_path / "object.dcm"
+    path.write_bytes(original)
+    calls = []
+    real = pydicom.dcmread
+    monkeypatch.setattr(pydicom, "dcmread", lambda *a, **k: calls.append(k) or real(*a, **k))
+    deidentify_file(str(path), Deidentifier("BasicProfile", SECRET))
+    assert calls == [{"stop_before_pixels": True, "defer_size": 16 * 1024}], "Pixel Data was read"
+    result = path.read_bytes()
+    assert result.endswith(pixel_element) and len(pixel_element) > 100
+    monkeypatch.undo()
+    assert pydicom.dcmread(path).PatientIdentityRemoved == "YES"
+
+
+def test_elements_after_pixel_data_make_a_full_rewrite(tmp_path):
+    ds = make_dataset(PatientComments="secret")
+    ds.add_new(0xFFFCFFFC, "OB", b"\0" * 8)                  # Data Set Trailing Padding: X
+    path = tmp_path / "padded.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    deidentify_file(str(path), Deidentifier("BasicProfile", SECRET))
+    stored = pydicom.dcmread(path)
+    assert 0xFFFCFFFC not in stored and "PatientComments" not in stored
+    assert stored.PixelData == ds.PixelData
+
+
+@pytest.mark.parametrize("name, cut", [("MR_small_implicit.dcm", 100), ("JPEG2000.dcm", 30),
+                                       ("CT_small.dcm", 200), ("MR_small_jpeg_ls_lossless.dcm", 4000)])
+def test_truncated_pixel_data_is_refused(tmp_path, name, cut):
+    from app.anonymize import DeidentificationError
+    path = tmp_path / "cut.dcm"
+    path.write_bytes(Path(sample_path(name)).read_bytes()[:-cut])
+    with pytest.raises(DeidentificationError) as caught:
+        deidentify_file(str(path), Deidentifier("BasicProfile", SECRET))
+    assert caught.value.unreadable and "truncated" in caught.value.message
+
+
+def test_group_lengths_are_dropped():
+    ds = make_dataset()
+    ds.add_new(0x00080000, "UL", 1234)
+    item = Dataset()
+    item.add_new(0x00080000, "UL", 10)
+    item.CodeValue = "1"
+    ds.AnatomicRegionSequence = Sequence([item])
+    deidentify(ds, "BasicProfile", SECRET)
+    assert 0x00080000 not in ds and 0x00080000 not in ds.AnatomicRegionSequence[0]
