@@ -117,7 +117,9 @@ def default_return_keywords(level: str, study_in_path: bool, series_in_path: boo
     if level == SERIES and not study_in_path:
         keywords += STUDY_DEFAULTS
     if level == INSTANCE and not series_in_path:
-        keywords += SERIES_DEFAULTS
+        # RequestAttributesSequence only on request (includefield): it is not in the index, and reading
+        # every instance's stored metadata for it would make every instance search slower.
+        keywords += [k for k in SERIES_DEFAULTS if k != "RequestAttributesSequence"]
         if not study_in_path:
             keywords += STUDY_DEFAULTS
     return list(dict.fromkeys(keywords))

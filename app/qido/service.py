@@ -404,7 +404,9 @@ def needs_metadata(query: QidoQuery) -> bool:
     """Does any result need attributes that only the stored instance metadata holds?"""
     if query.include_all:
         return True
-    returnable = q.RETURNABLE[query.level] | _COMPUTED | {"RequestAttributesSequence"}
+    returnable = q.RETURNABLE[query.level] | _COMPUTED
+    if query.level == a.SERIES:     # fetched for the series that have one (the index knows which)
+        returnable |= {"RequestAttributesSequence"}
     return any((_keyword(tag) or tag) not in returnable for tag in query.return_tags)
 
 

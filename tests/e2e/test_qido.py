@@ -362,6 +362,9 @@ def test_includefield_by_keyword_tag_list_and_repeat(qido):
     (instance,) = search(qido, f"/api/instances?SOPInstanceUID={uid('instance', 'A', 'mr', '1')}"
                                "&includefield=PhotometricInterpretation,PatientAge")
     assert first(instance, "00280004") == "MONOCHROME2" and first(instance, "00101010") == "054Y"
+    (instance,) = search(qido, f"/api/studies/{A}/series/{A_MR}/instances?includefield=RequestAttributesSequence")
+    (item,) = values(instance, "00400275")
+    assert first(item, "00400009") == "SPS-1"
     (study,) = search(qido, f"/api/studies?StudyInstanceUID={B}&includefield=PatientAge")
     assert study["00101010"] == {"vr": "AS"}                   # asked for, absent: present and empty
 
