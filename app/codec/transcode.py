@@ -143,6 +143,8 @@ def transcode_file(source: BinaryIO, target: str, temp_dir: str) -> str:
     try:
         ds = pydicom.dcmread(source)
         stored = str(ds.file_meta.TransferSyntaxUID)
+        for _ in ds.iterall():      # convert every raw element (and find its VR: files lie about explicit VR)
+            pass
         if stored == n.EXPLICIT_BE:
             _swap_to_little_endian(ds)
         has_pixels = "PixelData" in ds
@@ -172,12 +174,17 @@ def frame_array(data: bytes, source: str, info: PixelInfo) -> np.ndarray:
     frame) to an array (rows, columns[, samples]); color is returned as RGB for YBR JPEG."""
     try:
         if source in n.NATIVE:
+            count = info.rows * info.columns * info.samples_per_pixel
+            if info.bits_allocated == 1:          # packed bits, first pixel in the lowest bit
+                bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")[:count]
+                return bits.reshape((info.rows, info.columns) if info.samples_per_pixel == 1
+                                    else (info.rows, info.columns, info.samples_per_pixel))
             if info.bits_allocated not in (8, 16, 32, 64):
-                raise TranscodeError(f"{info.bits_allocated}-bit native frames are decoded from the whole object")
+                raise TranscodeError(f"{info.bits_allocated}-bit native frames cannot be decoded")
             kind = "i" if info.pixel_representation else "u"
             order = ">" if source == n.EXPLICIT_BE else "<"
             arr = np.frombuffer(data, dtype=f"{order}{kind}{info.bits_allocated // 8}")
-            arr = arr[:info.rows * info.columns * info.samples_per_pixel]
+            arr = arr[:count]
             if info.samples_per_pixel > 1:
                 if info.planar_configuration:
                     arr = arr.reshape(info.samples_per_pixel, info.rows, info.columns).transpose(1, 2, 0)

@@ -110,7 +110,11 @@ def _instance_url(ctx: RetrieveContext, row) -> str:
 
 
 def _has_pixels(row) -> bool:
-    return bool(row.rows and row.columns) and (row.pixel_data_offset is not None or row.layout_json is None)
+    if not (row.rows and row.columns):
+        return False
+    if row.pixel_data_offset is not None or row.layout_json is None:
+        return True
+    return _frame_layout(row) is not None
 
 
 def _row_info(row) -> tc.PixelInfo | None:
@@ -158,26 +162,53 @@ def retrieve_instances(ctx: RetrieveContext, accept: str | None, study: str, ser
             # A compressed syntax applies to pixel data; objects without pixels go out uncompressed.
             target = stored if stored in (n.EXPLICIT_LE, n.IMPLICIT_LE) else n.EXPLICIT_LE
         plan.append((row, target))
+    # The first instance that needs transcoding is converted before answering: when its pixel data cannot
+    # be decoded after all (a codec plugin that refuses the stream), that is a 406 instead of a cut body.
+    first = next(((index, row, target) for index, (row, target) in enumerate(plan)
+                  if target != row.transfer_syntax_uid), None)
+    ready: dict[int, str] = {}
+    if first is not None:
+        index, row, target = first
+        try:
+            ready[index] = _transcode(ctx, row, target)
+        except tc.TranscodeError as exc:
+            raise NotAcceptable(f"instance {row.sop_instance_uid}: {exc}") from None
     boundary = new_boundary()
 
     def parts():
-        for row, target in plan:
-            headers = {"Content-Type": f"{media.DICOM}; transfer-syntax={target}",
-                       "Content-Location": _instance_url(ctx, row)}
-            yield headers, _instance_bytes(ctx, row, target)
+        try:
+            for index, (row, target) in enumerate(plan):
+                headers = {"Content-Type": f"{media.DICOM}; transfer-syntax={target}",
+                           "Content-Location": _instance_url(ctx, row)}
+                yield headers, _instance_bytes(ctx, row, target, ready.pop(index, None))
+        finally:
+            for path in ready.values():          # the client went away before the first part was sent
+                _remove(path)
 
     return Reply(write_multipart(boundary, parts()), _multipart_type(media.DICOM, boundary))
 
 
-def _instance_bytes(ctx: RetrieveContext, row, target: str) -> Iterator[bytes]:
+def _transcode(ctx: RetrieveContext, row, target: str) -> str:
+    with ctx.storage.open(row.blob_key) as source:
+        return tc.transcode_file(source, target, ctx.temp_dir)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _instance_bytes(ctx: RetrieveContext, row, target: str, path: str | None = None) -> Iterator[bytes]:
     if target == row.transfer_syntax_uid:
         yield from ctx.storage.iter_range(row.blob_key, 0, None)
         return
-    with ctx.storage.open(row.blob_key) as source:
+    if path is None:
         try:
-            path = tc.transcode_file(source, target, ctx.temp_dir)
+            path = _transcode(ctx, row, target)
         except tc.TranscodeError as exc:
-            # Checked before streaming; a file whose pixel data lies about itself ends the body here.
+            # Checked before streaming; a later file whose pixel data lies about itself ends the body here.
             log.error("instance %s: %s", row.sop_instance_uid, exc)
             raise
     yield from _iter_file(path)
@@ -226,8 +257,9 @@ class _FrameSource:
         self.layout = _frame_layout(row)
         self.stored_ts = row.transfer_syntax_uid
         self._parsed: dict[int, bytes] | None = None
+        # Big endian: 8-bit OW values are swapped in 16-bit words; pydicom knows these rules, so parse.
         if self.layout is None or len(self.layout) < (row.number_of_frames or 1) or \
-                (self.stored_ts in n.NATIVE and info.bits_allocated % 8):
+                self.stored_ts == n.EXPLICIT_BE or (self.stored_ts in n.NATIVE and info.bits_allocated % 8):
             with ctx.storage.open(row.blob_key) as handle:
                 try:
                     self.stored_ts, _, frames = tc.frames_from_file(handle, sorted(set(numbers)))
@@ -256,10 +288,14 @@ def _frame_reason(info: tc.PixelInfo):
     return reason
 
 
+def _passes_through(stored: str, target: str) -> bool:
+    return target == stored or (target == n.EXPLICIT_LE and stored in (n.EXPLICIT_LE, n.IMPLICIT_LE,
+                                                                        n.DEFLATED_LE))
+
+
 def _frame_body(source: _FrameSource, number: int, target: str) -> Iterator[bytes]:
     stored = source.stored_ts
-    if target == stored or (target == n.EXPLICIT_LE and stored in (n.EXPLICIT_LE, n.IMPLICIT_LE,
-                                                                    n.DEFLATED_LE)):
+    if _passes_through(stored, target):
         yield from source.chunks(number)
         return
     try:
@@ -283,12 +319,21 @@ def retrieve_frames(ctx: RetrieveContext, accept: str | None, study: str, series
         choice = n.Choice(choice.media_type, source.stored_ts, choice.multipart)
     boundary = new_boundary()
     url = _instance_url(ctx, row)
+    first: list[bytes] | None = None
+    if not _passes_through(source.stored_ts, choice.transfer_syntax):
+        # Convert the first frame before answering: a frame the codec refuses is a 406, not a cut body.
+        try:
+            first = [tc.convert_frame(source.data(numbers[0]), source.stored_ts, choice.transfer_syntax, info)]
+        except tc.TranscodeError as exc:
+            raise NotAcceptable(f"instance {sop} frame {numbers[0]}: {exc}") from None
 
     def parts():
-        for number in numbers:
+        for index, number in enumerate(numbers):
             headers = {"Content-Type": f"{choice.media_type}; transfer-syntax={choice.transfer_syntax}",
                        "Content-Location": f"{url}/frames/{number}"}
-            yield headers, _frame_body(source, number, choice.transfer_syntax)
+            body = first if index == 0 and first is not None else \
+                _frame_body(source, number, choice.transfer_syntax)
+            yield headers, body
 
     return Reply(write_multipart(boundary, parts()), _multipart_type(choice.media_type, boundary))
 
