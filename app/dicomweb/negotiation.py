@@ -103,15 +103,22 @@ def _admits(inner: str, offer: str) -> bool:
 CanProduce = Callable[[str, str], "str | None"]
 
 
+ZIP = "application/zip"
+
+
 def negotiate_dicom(accept: str | None, stored_ts: str, can_produce: CanProduce) -> Choice:
-    """Instance resources (study, series, instance): ``application/dicom`` in a transfer syntax."""
+    """Instance resources (study, series, instance): ``application/dicom`` in a transfer syntax, in a
+    multipart/related body, or in an ``application/zip`` archive when that is asked for by name."""
     reasons: list[str] = []
     for media_range, inner, multipart in _ranges(accept, media.DICOM):
-        if not _admits(inner, media.DICOM):
+        container = media.DICOM
+        if not multipart and inner == ZIP:
+            container = ZIP
+        elif not _admits(inner, media.DICOM):
             continue
         wanted = media_range.param("transfer-syntax")
         if wanted == ANY_TS:
-            return Choice(media.DICOM, stored_ts, multipart)
+            return Choice(container, stored_ts, multipart)
         if not wanted:
             # Default: Explicit VR Little Endian, unless only lossy data exists (then as stored).
             wanted = stored_ts if stored_ts in LOSSY else EXPLICIT_LE
@@ -120,9 +127,9 @@ def negotiate_dicom(accept: str | None, stored_ts: str, can_produce: CanProduce)
             continue
         reason = None if wanted == stored_ts else can_produce(stored_ts, wanted)
         if reason is None:
-            return Choice(media.DICOM, wanted, multipart)
+            return Choice(container, wanted, multipart)
         reasons.append(reason)
-    raise _not_acceptable([media.DICOM], reasons)
+    raise _not_acceptable([media.DICOM, ZIP], reasons)
 
 
 def negotiate_pixels(accept: str | None, stored_ts: str, can_produce: CanProduce,

@@ -27,7 +27,8 @@ def _responses(ok: str, **extra) -> dict:
 _INSTANCES_DOC = _responses(
     'multipart/related; type="application/dicom" (one Part-10 object per part). Accept '
     '`transfer-syntax=*` for the stored bytes; the default is Explicit VR Little Endian; RLE Lossless, '
-    'JPEG-LS Lossless and JPEG 2000 Lossless are produced on request.')
+    'JPEG-LS Lossless and JPEG 2000 Lossless are produced on request. `Accept: application/zip` gives a ZIP '
+    'archive of the Part-10 files instead.')
 _FRAMES_DOC = _responses(
     'multipart/related of application/octet-stream (uncompressed) or image/jpeg, image/jls, image/jp2, '
     'image/jpx, image/jphc, image/dicom-rle with a matching transfer-syntax; one part per frame.')

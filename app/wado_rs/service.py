@@ -26,6 +26,7 @@ from app.codec.instance import BULK_BASE_TOKEN
 from app.codec.native_xml import to_xml
 from app.dicomweb import media
 from app.dicomweb import negotiation as n
+from app.dicomweb import zipstream
 from app.dicomweb.multipart import new_boundary, write_multipart
 from app.errors import BadRequest, NotAcceptable, NotFound, RangeNotSatisfiable, StorageError
 from app.index import retrieve
@@ -149,6 +150,7 @@ def retrieve_instances(ctx: RetrieveContext, accept: str | None, study: str, ser
     """multipart/related of application/dicom: pass-through when the stored syntax is acceptable."""
     rows = _rows(ctx, study, series, sop)
     plan = []
+    container = None
     for row in rows:
         stored = row.transfer_syntax_uid
         has_pixels = _has_pixels(row)
@@ -157,6 +159,7 @@ def retrieve_instances(ctx: RetrieveContext, accept: str | None, study: str, ser
             accept, stored,
             lambda source, target: None if not has_pixels and target not in n.NATIVE
             else tc.transcode_reason(source, target, has_pixels=has_pixels, info=info))
+        container = container or choice.media_type
         target = choice.transfer_syntax
         if not has_pixels and target not in n.NATIVE:
             # A compressed syntax applies to pixel data; objects without pixels go out uncompressed.
@@ -185,6 +188,11 @@ def retrieve_instances(ctx: RetrieveContext, accept: str | None, study: str, ser
             for path in ready.values():          # the client went away before the first part was sent
                 _remove(path)
 
+    if container == zipstream.ZIP:
+        members = ((f"{row.study_instance_uid}/{row.series_instance_uid}/{row.sop_instance_uid}.dcm", body)
+                   for (row, _), (_, body) in zip(plan, parts()))
+        return Reply(zipstream.zip_stream(members), zipstream.ZIP, 200,
+                     {"Content-Disposition": f'attachment; filename="{(sop or series or study)}.zip"'})
     return Reply(write_multipart(boundary, parts()), _multipart_type(media.DICOM, boundary))
 
 

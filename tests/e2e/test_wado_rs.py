@@ -771,3 +771,25 @@ def test_pixel_data_the_codecs_refuse_is_406_not_a_cut_body(client):
     # as stored it is served all the same
     _, _, body = one_instance(client.get(instance, headers={"Accept": dicom_accept("*")}))
     assert body == sample_bytes("JPEG-lossy.dcm")
+
+
+def test_zip_of_a_study(client):
+    store(client, sample_bytes("CT_small.dcm"))
+    ct = pydicom.dcmread(sample_path("CT_small.dcm"))
+    other = make_dataset("ZIP", "s", "1", StudyInstanceUID=ct.StudyInstanceUID)
+    store(client, to_bytes(other))
+    import zipfile
+    response = client.get(paths(ct)[0], headers={"Accept": "application/zip; transfer-syntax=*"})
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(response.get_data()))
+    names = archive.namelist()
+    assert len(names) == 2 and archive.testzip() is None
+    assert f"{ct.StudyInstanceUID}/{ct.SeriesInstanceUID}/{ct.SOPInstanceUID}.dcm" in names
+    assert archive.read(f"{ct.StudyInstanceUID}/{ct.SeriesInstanceUID}/{ct.SOPInstanceUID}.dcm") == \
+        sample_bytes("CT_small.dcm")
+    rle = client.get(paths(ct)[2], headers={"Accept": f"application/zip; transfer-syntax={RLELossless}"})
+    (name,) = zipfile.ZipFile(io.BytesIO(rle.get_data())).namelist()
+    got = pydicom.dcmread(io.BytesIO(zipfile.ZipFile(io.BytesIO(rle.get_data())).read(name)))
+    assert got.file_meta.TransferSyntaxUID == RLELossless and np.array_equal(got.pixel_array, ct.pixel_array)
+    # a wildcard still means multipart/related
+    assert client.get(paths(ct)[2], headers={"Accept": "*/*"}).headers["Content-Type"].startswith("multipart/")
