@@ -38,7 +38,6 @@ def create_app(config_path: str | os.PathLike | None = None, *, overrides: Mappi
     """
     from app import docs, health
     from app.anonymize import deidentifier_from_settings
-    from app.anonymize import parse_options as parse_anonymizer_options
     from app.config import load_settings
     from app.error_handlers import register_error_handlers
     from app.index.database import create_index_engine, dialect_name, database_url
@@ -52,8 +51,9 @@ def create_app(config_path: str | os.PathLike | None = None, *, overrides: Mappi
     settings = load_settings(config_path if config_path is not None else default_config_path(),
                              environ=environ, overrides=overrides)
     logging.getLogger("app").setLevel(settings.log_level.upper())
-    parse_anonymizer_options(settings.anonymizer_options)      # a wrong option name stops the start
-    deidentifier = deidentifier_from_settings(settings) if settings.enable_anonymizer else None
+    deidentifier = deidentifier_from_settings(settings)    # a wrong option name stops the start
+    if settings.enable_anonymizer:
+        deidentifier.resolve_secret()                         # App_Data/anonymizer.key made or read now
 
     engine = create_index_engine(settings)
     if upgrade_schema is None:
@@ -79,7 +79,8 @@ def create_app(config_path: str | os.PathLike | None = None, *, overrides: Mappi
     )
     app.extensions["dicomcloud"] = Services(settings=settings, engine=engine, storage=storage,
                                             temp_dir=temp_dir)
-    # The de-identification profile of app:enableAnonymizer (None when off), built once.
+    # The de-identification profile (app:anonymizerOptions), built once; STOW-RS applies it when
+    # app:enableAnonymizer is true, WADO-URI for anonymize=yes.
     app.extensions["dicomcloud.deidentifier"] = deidentifier
     api = Api(app, spec_kwargs={"info": {"description": "DICOMweb services of DICOM PS3.18 under /api."}})
     register_error_handlers(app)     # after Api(), which installs handlers of its own

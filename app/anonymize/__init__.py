@@ -2,8 +2,11 @@
 
 - ``profile_table.csv``: Table E.1-1 as data (every row of the 2024b edition).
 - ``profile.deidentify(dataset, options, uid_secret)``: the one pure function that applies it.
-- ``Deidentifier``: options + secret built once at start (``deidentifier_from_settings``); STOW-RS calls it on
-  store, WADO-URI ``anonymize=yes`` can call ``deidentifier.deidentify(dataset)`` on a copy it sends.
+- ``Deidentifier``: options + secret built once at start (``deidentifier_from_settings``) and kept in
+  ``app.extensions["dicomcloud.deidentifier"]`` whether or not app:enableAnonymizer is on. STOW-RS uses it
+  on store when the setting is on; WADO-URI ``anonymize=yes`` can call ``deidentifier.deidentify(dataset)``
+  on the copy it sends (an object de-identified on store gets new UIDs again if it is de-identified twice
+  without Retain UIDs: check PatientIdentityRemoved first if that matters).
 - ``part10.deidentify_file``: the same on a Part-10 file, in place.
 """
 from __future__ import annotations
@@ -21,7 +24,8 @@ __all__ = ["DeidentificationError", "DeidentificationReport", "Deidentifier", "O
 def deidentifier_from_settings(settings) -> Deidentifier:
     """app:anonymizerOptions + app:anonymizerUidSecret (or App_Data/anonymizer.key) -> Deidentifier.
 
-    Raises ConfigurationError for an unknown option name."""
+    Raises ConfigurationError for an unknown option name. The key is resolved on first use (or by
+    ``resolve_secret()``), so building one costs nothing when nothing is de-identified."""
     options = parse_options(settings.anonymizer_options)
-    secret = resolve_uid_secret(settings.anonymizer_uid_secret, settings.data_directory)
-    return Deidentifier(options, secret)
+    return Deidentifier(options, lambda: resolve_uid_secret(settings.anonymizer_uid_secret,
+                                                            settings.data_directory))

@@ -60,10 +60,11 @@ import datetime as _dt
 import hashlib
 import hmac
 import re
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement
@@ -573,12 +574,30 @@ def deidentify(dataset: Dataset, options: Options | str, uid_secret: bytes | str
 
 
 class Deidentifier:
-    """Options + secret, built once from settings; what STOW-RS (and WADO-URI ``anonymize=yes``) call."""
+    """Options + secret, built once from settings; what STOW-RS (and WADO-URI ``anonymize=yes``) call.
 
-    def __init__(self, options: Options | str, uid_secret: bytes | str):
+    ``uid_secret`` may be a callable, resolved on first use (so a server that never de-identifies never
+    creates App_Data/anonymizer.key)."""
+
+    def __init__(self, options: Options | str, uid_secret: bytes | str | Callable[[], bytes]):
         self.options = parse_options(options)
-        self._secret = uid_secret.encode("utf-8") if isinstance(uid_secret, str) else bytes(uid_secret)
+        self._source = uid_secret
+        self._resolved: bytes | None = None
+        self._lock = threading.Lock()
         compile_profile(self.options)
+
+    @property
+    def _secret(self) -> bytes:
+        if self._resolved is None:
+            with self._lock:
+                if self._resolved is None:
+                    source = self._source() if callable(self._source) else self._source
+                    self._resolved = source.encode("utf-8") if isinstance(source, str) else bytes(source)
+        return self._resolved
+
+    def resolve_secret(self) -> None:
+        """Resolve (and for the default, create) the key now: at start when de-identifying on store."""
+        self._secret
 
     @property
     def retains_uids(self) -> bool:

@@ -46,7 +46,8 @@ def _store(study: str | None):
         retrieve_base=base, validate_duplicates=services.settings.validate_duplicate_instance,
         max_header_bytes=services.settings.max_part_header_bytes,
         max_request_bytes=services.settings.max_request_bytes,
-        deidentifier=current_app.extensions.get("dicomcloud.deidentifier"))
+        deidentifier=(current_app.extensions["dicomcloud.deidentifier"]
+                      if services.settings.enable_anonymizer else None))
     if ctx.max_request_bytes and (request.content_length or 0) > ctx.max_request_bytes:
         from app.errors import PayloadTooLarge
         raise PayloadTooLarge(f"request body of {request.content_length} bytes exceeds stow:maxRequestBytes")

@@ -204,6 +204,29 @@ def test_other_transfer_syntaxes_and_objects_are_stored_de_identified(make_app, 
     assert original.PatientID == "" or stored.PatientID != original.PatientID
 
 
+def test_dicom_json_metadata_parts_are_de_identified_too(make_app):
+    app = make_app(**BASIC)
+    client = app.test_client()
+    ds = make_dataset("J", "s", "1", patient_name="Doe^Jane")
+    metadata = ds.to_json_dict(bulk_data_element_handler=lambda e: "pixels-1", bulk_data_threshold=1)
+    body = multipart([({"Content-Type": "application/dicom+json"}, json.dumps([metadata]).encode()),
+                      ({"Content-Type": "application/octet-stream", "Content-Location": "pixels-1"},
+                       ds.PixelData)])
+    response = client.post("/api/studies", data=body, headers=stow_headers(type_="application/dicom+json"))
+    assert response.status_code == 202, response.data
+    stored = _read_blob(app, _new(ds.SOPInstanceUID))
+    assert not stored.get("PatientName") and stored.PixelData == ds.PixelData
+
+    # WADO-RS metadata serves what the index stored: the de-identified object.
+    url = f"/api/studies/{_new(ds.StudyInstanceUID)}/metadata"
+    served = client.get(url, headers={"Accept": "application/dicom+json"})
+    assert served.status_code == 200, served.data
+    (instance,) = served.get_json()
+    assert value(instance, "00080018") == _new(ds.SOPInstanceUID)
+    assert "Doe" not in served.get_data(as_text=True)
+    assert client.get(f"/api/studies/{ds.StudyInstanceUID}/metadata").status_code == 404
+
+
 def test_unreadable_part_fails_alone(make_app):
     app = make_app(**BASIC)
     junk = b"\0" * 128 + b"DICM" + b"garbage" * 10
@@ -220,8 +243,16 @@ def test_unknown_option_stops_the_start(make_app):
     assert "CleanPixelData" in problems and "RetainSafePrivate" in problems
 
 
-def test_off_by_default_stores_as_sent(app, client):
+def test_off_by_default_stores_as_sent(tmp_path):
+    config = write_web_config(tmp_path, {})
+    app = create_app(config, environ={})
     original = pydicom.dcmread(sample_path("CT_small.dcm"))
-    response = _store(client, [sample_bytes("CT_small.dcm")])
+    response = _store(app.test_client(), [sample_bytes("CT_small.dcm")])
     assert response.status_code == 200
     assert _read_blob(app, original.SOPInstanceUID).PatientName == original.PatientName
+    # The profile is built (for WADO-URI anonymize=yes) but its key is only made when first used.
+    deidentifier = app.extensions["dicomcloud.deidentifier"]
+    assert not (tmp_path / "App_Data" / "anonymizer.key").exists()
+    deidentifier.deidentify(make_dataset())
+    assert (tmp_path / "App_Data" / "anonymizer.key").is_file()
+    app.extensions["dicomcloud"].engine.dispose()
