@@ -139,7 +139,11 @@ class AzureBlobStorage:
         return StorageError(f"Azure Blob Storage: {what}: {_describe(exc)}")
 
     def _blob(self, key: str):
-        key_parts(key)
+        parts = key_parts(key)
+        # Blob names are at most 1024 characters, and a trailing dot of a path segment is dropped when the
+        # URL is normalised, which would make two keys name one blob.
+        if len(key) > 1024 or any(part.endswith(".") for part in parts):
+            raise StorageError(f"invalid blob key {key!r} for Azure Blob Storage")
         return self._container.get_blob_client(key)
 
     def _ensure_container(self, **options) -> None:

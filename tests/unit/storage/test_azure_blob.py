@@ -150,7 +150,7 @@ def test_an_unreachable_service_is_a_storage_error_never_a_missing_blob(tmp_path
     assert source.read_bytes() == b"payload"          # a failed move keeps the source
 
 
-@pytest.mark.parametrize("key", ["../x", "a//b", "/abs", "a\\b", "C:/x", ""])
+@pytest.mark.parametrize("key", ["../x", "a//b", "/abs", "a\\b", "C:/x", "", "ab/x.", "a./b", "k" * 1025])
 def test_invalid_keys_are_refused_before_any_request(tmp_path, key):
     storage = AzureBlobStorage(closed_port_connection(), "dicom", create_container=False)
     started = time.monotonic()
