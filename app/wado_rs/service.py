@@ -260,14 +260,15 @@ class _FrameSource:
     """Stored bytes of single frames: ranged reads through the stored layout, or (deflated files, 1-bit
     data) one parse of the object for all requested frames."""
 
-    def __init__(self, ctx: RetrieveContext, row, info: tc.PixelInfo, numbers: list[int]):
-        self.ctx, self.row, self.info = ctx, row, info
+    def __init__(self, ctx: RetrieveContext, row, info_loader, numbers: list[int]):
+        self.ctx, self.row = ctx, row
+        self._info_loader, self._info = info_loader, None
         self.layout = _frame_layout(row)
         self.stored_ts = row.transfer_syntax_uid
         self._parsed: dict[int, bytes] | None = None
         # Big endian: 8-bit OW values are swapped in 16-bit words; pydicom knows these rules, so parse.
         if self.layout is None or len(self.layout) < (row.number_of_frames or 1) or \
-                self.stored_ts == n.EXPLICIT_BE or (self.stored_ts in n.NATIVE and info.bits_allocated % 8):
+                self.stored_ts == n.EXPLICIT_BE or (self.stored_ts in n.NATIVE and (row.bits_allocated or 8) % 8):
             with ctx.storage.open(row.blob_key) as handle:
                 try:
                     self.stored_ts, _, frames = tc.frames_from_file(handle, sorted(set(numbers)))
@@ -277,6 +278,13 @@ class _FrameSource:
                     raise NotAcceptable(f"the frames of instance {row.sop_instance_uid} cannot be read: "
                                         f"{type(exc).__name__}: {exc}") from None
             self._parsed = dict(zip(sorted(set(numbers)), frames))
+
+    @property
+    def info(self) -> tc.PixelInfo:
+        """The pixel module, from the stored metadata: read only when a frame is converted."""
+        if self._info is None:
+            self._info = self._info_loader()
+        return self._info
 
     def chunks(self, number: int) -> Iterator[bytes]:
         """The stored bytes of frame ``number`` in chunks (no conversion)."""
@@ -316,13 +324,20 @@ def _frame_body(source: _FrameSource, number: int, target: str) -> Iterator[byte
 def retrieve_frames(ctx: RetrieveContext, accept: str | None, study: str, series: str, sop: str,
                     frame_list: str) -> Reply:
     numbers = parse_frame_list(frame_list)
-    (row,) = _rows(ctx, study, series, sop, with_metadata=True)
+    (row,) = _rows(ctx, study, series, sop)
     if not _has_pixels(row):
         raise BadRequest(f"instance {sop} has no pixel data (no frames)")
     _check_frames(row, numbers)
-    info = _pixel_info(row, _metadata_of(row))
-    choice = n.negotiate_pixels(accept, row.transfer_syntax_uid, _frame_reason(info), media.OCTET_STREAM)
-    source = _FrameSource(ctx, row, info, numbers)
+    # Negotiate from the indexed pixel attributes; the full pixel module (from the stored metadata, which
+    # can be megabytes for enhanced multi-frame objects) is read only when frames are converted.
+    choice = n.negotiate_pixels(accept, row.transfer_syntax_uid, _frame_reason(_row_info(row)),
+                                media.OCTET_STREAM)
+
+    def load_info() -> tc.PixelInfo:
+        (meta,) = retrieve.find_metadata(ctx.engine, study, series, sop) or [None]
+        return _pixel_info(row, _metadata_of(meta) if meta is not None else {})
+
+    source = _FrameSource(ctx, row, load_info, numbers)
     if source.stored_ts != row.transfer_syntax_uid and choice.transfer_syntax == row.transfer_syntax_uid:
         choice = n.Choice(choice.media_type, source.stored_ts, choice.multipart)
     boundary = new_boundary()
@@ -331,7 +346,8 @@ def retrieve_frames(ctx: RetrieveContext, accept: str | None, study: str, series
     if not _passes_through(source.stored_ts, choice.transfer_syntax):
         # Convert the first frame before answering: a frame the codec refuses is a 406, not a cut body.
         try:
-            first = [tc.convert_frame(source.data(numbers[0]), source.stored_ts, choice.transfer_syntax, info)]
+            first = [tc.convert_frame(source.data(numbers[0]), source.stored_ts, choice.transfer_syntax,
+                                      source.info)]
         except tc.TranscodeError as exc:
             raise NotAcceptable(f"instance {sop} frame {numbers[0]}: {exc}") from None
 
@@ -542,7 +558,7 @@ def _rendered_frames(ctx: RetrieveContext, row, numbers: list[int], media_type: 
     reason = tc.decoder_reason(row.transfer_syntax_uid)
     if reason:
         raise NotAcceptable(reason)
-    source = _FrameSource(ctx, row, info, numbers)
+    source = _FrameSource(ctx, row, lambda: info, numbers)
     header = _header_dataset(ctx, row, metadata)
     for number in numbers:
         try:

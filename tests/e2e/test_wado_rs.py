@@ -793,3 +793,17 @@ def test_zip_of_a_study(client):
     assert got.file_meta.TransferSyntaxUID == RLELossless and np.array_equal(got.pixel_array, ct.pixel_array)
     # a wildcard still means multipart/related
     assert client.get(paths(ct)[2], headers={"Accept": "*/*"}).headers["Content-Type"].startswith("multipart/")
+
+
+def test_frames_as_stored_do_not_read_the_metadata(client, monkeypatch):
+    from app.index import retrieve
+
+    ds = stored_sample(client, "SC_rgb_rle_2frame.dcm")
+    native = stored_sample(client, "rtdose.dcm")
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("metadata read for a pass-through frame")
+
+    monkeypatch.setattr(retrieve, "find_metadata", forbidden)
+    assert client.get(paths(ds)[2] + "/frames/2").status_code == 200
+    assert client.get(paths(native)[2] + "/frames/2").status_code == 200
