@@ -201,7 +201,8 @@ def annotation_lines(header: Dataset, annotations: tuple[str, ...], frame: int |
                      window: Window | None = None) -> list[str]:
     lines: list[str] = []
     if "patient" in annotations:
-        lines.append(" ".join(str(x) for x in (header.get("PatientName", ""), header.get("PatientID", "")) if x))
+        names = (header.get("PatientName", ""), header.get("PatientID", ""))
+        lines.append(" ".join(str(x) for x in names if x))
         if header.get("StudyDate"):
             lines.append(f"Study {header.StudyDate} {header.get('StudyDescription', '')}".strip())
     if "technique" in annotations:

@@ -103,7 +103,8 @@ def encoding_limits_reason(info: PixelInfo | None, target: str) -> str | None:
     """Encoders take only some pixel formats (e.g. JPEG-LS and RLE not 32-bit, JPEG 2000 up to 24 bits)."""
     if info is None or target in n.NATIVE:
         return None
-    if info.bits_allocated not in (8, 16) or info.bits_stored > (24 if target == n.JPEG_2000_LOSSLESS else 16):
+    most = 24 if target == n.JPEG_2000_LOSSLESS else 16
+    if info.bits_allocated not in (8, 16) or info.bits_stored > most:
         return (f"{_name(target)} cannot hold {info.bits_allocated}-bit pixel data "
                 f"(BitsStored {info.bits_stored}); ask for Explicit VR Little Endian")
     if info.samples_per_pixel not in (1, 3):
@@ -111,7 +112,8 @@ def encoding_limits_reason(info: PixelInfo | None, target: str) -> str | None:
     return None
 
 
-def transcode_reason(source: str, target: str, *, has_pixels: bool = True, info: PixelInfo | None = None) -> str | None:
+def transcode_reason(source: str, target: str, *, has_pixels: bool = True,
+                     info: PixelInfo | None = None) -> str | None:
     """None when ``source`` data can be served as ``target``; else the reason (for a 406)."""
     if source == target:
         return None
@@ -200,7 +202,8 @@ def frame_array(data: bytes, source: str, info: PixelInfo) -> np.ndarray:
     except TranscodeError:
         raise
     except Exception as exc:
-        raise TranscodeError(f"cannot decode the frame ({_name(source)}): {type(exc).__name__}: {exc}") from exc
+        raise TranscodeError(f"cannot decode the frame ({_name(source)}): {type(exc).__name__}: {exc}") \
+            from exc
 
 
 def convert_frame(data: bytes, source: str, target: str, info: PixelInfo) -> bytes:
@@ -220,7 +223,8 @@ def convert_frame(data: bytes, source: str, target: str, info: PixelInfo) -> byt
     try:
         return get_encoder(target).encode(native, **options)
     except Exception as exc:
-        raise TranscodeError(f"cannot encode the frame as {_name(target)}: {type(exc).__name__}: {exc}") from exc
+        raise TranscodeError(f"cannot encode the frame as {_name(target)}: {type(exc).__name__}: {exc}") \
+            from exc
 
 
 def frames_from_file(source: BinaryIO, numbers: list[int]) -> tuple[str, PixelInfo, list[bytes]]:

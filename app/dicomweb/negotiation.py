@@ -1,4 +1,4 @@
-"""WADO-RS content negotiation (PS3.18 8.7): Accept header -> (media type, transfer syntax), per resource kind.
+"""WADO-RS content negotiation (PS3.18 8.7): Accept -> (media type, transfer syntax), per resource kind.
 
 The tables below are PS3.18 Table 8.7.3-2 (DICOM resources, ``application/dicom``), Table 8.7.3-4 /
 8.7.3-5 (bulk data and pixel data media types with their transfer syntaxes), Table 8.7.3-3 (metadata) and
@@ -76,7 +76,7 @@ def media_type_of_syntax(transfer_syntax: str) -> str | None:
 @dataclass(frozen=True)
 class Choice:
     media_type: str
-    transfer_syntax: str | None     # the syntax the response will be in (never "*": resolved to the stored one)
+    transfer_syntax: str | None     # the syntax the response will be in (never "*": resolved to one)
     multipart: bool                 # the client asked for multipart/related (else a single part)
 
 

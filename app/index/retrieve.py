@@ -56,7 +56,7 @@ def find_instances(engine: Engine, study_uid: str, series_uid: str | None = None
 
 def find_metadata(engine: Engine, study_uid: str, series_uid: str | None = None,
                   sop_uid: str | None = None) -> list:
-    """(sop_instance_uid, transfer_syntax_uid, metadata_json) of the matching instances, in retrieval order."""
+    """(sop_instance_uid, transfer_syntax_uid, metadata_json) of the matching instances, in order."""
     columns = (t.instance.c.sop_instance_uid, t.instance.c.transfer_syntax_uid, t.instance.c.metadata_json)
     with engine.connect() as conn:
         return list(conn.execute(_select(columns, study_uid, series_uid, sop_uid)))

@@ -34,7 +34,8 @@ _FRAMES_DOC = _responses(
     'image/jpx, image/jphc, image/dicom-rle with a matching transfer-syntax; one part per frame.')
 _METADATA_DOC = _responses(
     'application/dicom+json array (default), or multipart/related; type="application/dicom+xml". Large '
-    'binary values are BulkDataURIs. ETag / If-None-Match supported.', **{"304": {"description": "Unchanged"}})
+    'binary values are BulkDataURIs. ETag / If-None-Match supported.',
+    **{"304": {"description": "Unchanged"}})
 _BULK_DOC = _responses(
     'The value as multipart/related; type="application/octet-stream" (or a single application/octet-stream '
     'body when asked); encapsulated Pixel Data as its frames. Range requests are answered with 206.',

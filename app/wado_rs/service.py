@@ -183,9 +183,9 @@ def retrieve_instances(ctx: RetrieveContext, accept: str | None, study: str, ser
             for index, (row, target) in enumerate(plan):
                 headers = {"Content-Type": f"{media.DICOM}; transfer-syntax={target}",
                            "Content-Location": _instance_url(ctx, row)}
-                yield headers, _instance_bytes(ctx, row, target, ready.pop(index, None))
+                yield headers, _instance_bytes(ctx, row, target, ready.get(index))
         finally:
-            for path in ready.values():          # the client went away before the first part was sent
+            for path in ready.values():          # gone already, unless the client left before its part
                 _remove(path)
 
     if container == zipstream.ZIP:
@@ -268,7 +268,8 @@ class _FrameSource:
         self._parsed: dict[int, bytes] | None = None
         # Big endian: 8-bit OW values are swapped in 16-bit words; pydicom knows these rules, so parse.
         if self.layout is None or len(self.layout) < (row.number_of_frames or 1) or \
-                self.stored_ts == n.EXPLICIT_BE or (self.stored_ts in n.NATIVE and (row.bits_allocated or 8) % 8):
+                self.stored_ts == n.EXPLICIT_BE or \
+                (self.stored_ts in n.NATIVE and (row.bits_allocated or 8) % 8):
             with ctx.storage.open(row.blob_key) as handle:
                 try:
                     self.stored_ts, _, frames = tc.frames_from_file(handle, sorted(set(numbers)))
@@ -413,8 +414,8 @@ def retrieve_bulkdata(ctx: RetrieveContext, accept: str | None, range_header: st
     if path in PIXEL_DATA_PATHS and stored not in n.NATIVE:
         # Encapsulated Pixel Data: its frames, as for /frames (one part each).
         count = row.number_of_frames or 1
-        reply = retrieve_frames(ctx, accept, study, series, sop, ",".join(str(i) for i in range(1, count + 1)))
-        return reply
+        every_frame = ",".join(str(number) for number in range(1, count + 1))
+        return retrieve_frames(ctx, accept, study, series, sop, every_frame)
 
     choice = n.negotiate_bulk(accept)
     vr = element.get("vr", "OB")
@@ -479,8 +480,8 @@ def retrieve_metadata(ctx: RetrieveContext, accept: str | None, if_none_match: s
     if not rows:
         raise NotFound(_not_found_message(study, series, sop))
     base = ctx.base + "/"
-    fragments = [_with_available_syntax(row.metadata_json.replace(BULK_BASE_TOKEN, base), row.transfer_syntax_uid)
-                 for row in rows]
+    fragments = [_with_available_syntax(row.metadata_json.replace(BULK_BASE_TOKEN, base),
+                                        row.transfer_syntax_uid) for row in rows]
     digest = hashlib.sha1(chosen.encode())
     for fragment in fragments:
         digest.update(fragment.encode("utf-8"))
@@ -500,7 +501,7 @@ def retrieve_metadata(ctx: RetrieveContext, accept: str | None, if_none_match: s
 
 
 def _with_available_syntax(fragment: str, transfer_syntax: str) -> str:
-    """Add Available Transfer Syntax UID (0008,3002), the stored syntax, so a viewer knows what frames cost."""
+    """Add Available Transfer Syntax UID (0008,3002), the stored syntax: a viewer knows what frames cost."""
     if '"00083002"' in fragment or not fragment.startswith("{"):
         return fragment
     entry = '{"00083002":{"vr":"UI","Value":["' + transfer_syntax + '"]}'
@@ -572,7 +573,8 @@ def _rendered_frames(ctx: RetrieveContext, row, numbers: list[int], media_type: 
 
 
 def retrieve_rendered(ctx: RetrieveContext, accept: str | None, params: RenderParams, study: str,
-                      series: str | None = None, sop: str | None = None, frame_list: str | None = None) -> Reply:
+                      series: str | None = None, sop: str | None = None,
+                      frame_list: str | None = None) -> Reply:
     """One image (a single frame) or multipart/related of images (several frames or instances)."""
     media_type = n.negotiate_plain(accept, n.RENDERED_TYPES)
     targets = _render_targets(ctx, study, series, sop, frame_list)
@@ -604,14 +606,15 @@ def _chain_first(first, rest):
 
 
 def retrieve_thumbnail(ctx: RetrieveContext, accept: str | None, params: RenderParams, study: str,
-                       series: str | None = None, sop: str | None = None, frame_list: str | None = None) -> Reply:
+                       series: str | None = None, sop: str | None = None,
+                       frame_list: str | None = None) -> Reply:
     """A small rendered image of a representative frame: the middle instance, its middle frame."""
     media_type = n.negotiate_plain(accept, n.RENDERED_TYPES)
     targets = _render_targets(ctx, study, series, sop, frame_list)
     row, numbers = targets[len(targets) // 2]
     number = numbers[0] if frame_list is not None else numbers[len(numbers) // 2]
     if params.viewport is None:
-        params = RenderParams(params.window, rendering.Viewport(THUMBNAIL_SIZE, THUMBNAIL_SIZE), params.quality,
-                              params.annotations)
+        params = RenderParams(params.window, rendering.Viewport(THUMBNAIL_SIZE, THUMBNAIL_SIZE),
+                              params.quality, params.annotations)
     (_, image), = list(_rendered_frames(ctx, row, [number], media_type, params))
     return Reply([image], media_type, 200, {"Content-Length": str(len(image))})
