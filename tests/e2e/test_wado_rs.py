@@ -807,3 +807,29 @@ def test_frames_as_stored_do_not_read_the_metadata(client, monkeypatch):
     monkeypatch.setattr(retrieve, "find_metadata", forbidden)
     assert client.get(paths(ds)[2] + "/frames/2").status_code == 200
     assert client.get(paths(native)[2] + "/frames/2").status_code == 200
+
+
+@pytest.mark.postgres
+def test_retrieval_on_postgresql(make_app, postgres_url):
+    from sqlalchemy import create_engine
+
+    from app.index.schema import apply_schema
+    engine = create_engine(postgres_url)
+    apply_schema(engine)
+    engine.dispose()
+    client = make_app(**{"app:PacsDataArchieve": postgres_url}).test_client()
+    instances = [make_instance("PG", "a", f"i{n}", InstanceNumber=n, seed=n) for n in (2, 3, 1)]
+    store(client, *instances, make_instance("PG", "b", "x", SeriesNumber=0), sample_bytes("rtdose.dcm"))
+    ds = pydicom.dcmread(io.BytesIO(instances[0]))
+    study, series, instance = paths(ds)
+    assert [pydicom.dcmread(io.BytesIO(b)).InstanceNumber for _, b in parse_multipart(client.get(series))] == \
+        [1, 2, 3]
+    assert [pydicom.dcmread(io.BytesIO(b)).SeriesNumber for _, b in parse_multipart(client.get(study))] == \
+        [0, 1, 1, 1]
+    metadata = client.get(series + "/metadata").get_json()
+    assert [m["00200013"]["Value"][0] for m in metadata] == [1, 2, 3]
+    dose = pydicom.dcmread(sample_path("rtdose.dcm"))
+    size = dose.Rows * dose.Columns * 4
+    ((_, frame),) = _frames(client, paths(dose)[2] + "/frames/7")
+    assert frame == dose.PixelData[6 * size:7 * size]
+    assert client.get(series.replace(ds.SeriesInstanceUID, "1.2.3") + "/metadata").status_code == 404
