@@ -373,7 +373,7 @@ class _Run:
 def _vr_of(ds: Dataset, tag: BaseTag) -> str:
     element = ds.get_item(tag, keep_deferred=True)
     vr = getattr(element, "VR", None)
-    if not vr:
+    if not vr or vr == "UN":            # implicit VR, or a known attribute sent as UN (pydicom converts it)
         try:
             vr = dictionary_VR(tag)
         except KeyError:

@@ -642,3 +642,27 @@ def test_group_lengths_are_dropped():
     ds.AnatomicRegionSequence = Sequence([item])
     deidentify(ds, "BasicProfile", SECRET)
     assert 0x00080000 not in ds and 0x00080000 not in ds.AnatomicRegionSequence[0]
+
+
+def _as_un(data: bytes, group: int, element: int, vr: bytes) -> bytes:
+    """Re-encode one explicit VR little endian element with VR UN (as some converters send it)."""
+    import struct
+    head = struct.pack("<HH", group, element) + vr
+    start = data.index(head)
+    length = struct.unpack("<H", data[start + 6:start + 8])[0]
+    value = data[start + 8:start + 8 + length]
+    return data[:start] + struct.pack("<HH", group, element) + b"UN\0\0" + struct.pack("<L", length) + value \
+        + data[start + 8 + length:]
+
+
+def test_known_attributes_sent_as_un_are_treated_by_their_dictionary_vr(tmp_path):
+    from tests.helpers import to_bytes
+    ds = make_dataset()
+    data = _as_un(_as_un(to_bytes(ds), 0x0020, 0x000D, b"UI"), 0x0010, 0x0010, b"PN")
+    path = tmp_path / "un.dcm"
+    path.write_bytes(data)
+    assert pydicom.dcmread(path).get_item(0x0020000D, keep_deferred=True).VR == "UN"
+    deidentify_file(str(path), Deidentifier("BasicProfile", SECRET))
+    stored = pydicom.dcmread(path)
+    assert stored.StudyInstanceUID == map_uid(ds.StudyInstanceUID, SECRET)
+    assert not stored.PatientName
