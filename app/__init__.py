@@ -78,10 +78,7 @@ def create_app(config_path: str | os.PathLike | None = None, *, overrides: Mappi
         MAX_CONTENT_LENGTH=None,
     )
     app.extensions["dicomcloud"] = Services(settings=settings, engine=engine, storage=storage,
-                                            temp_dir=temp_dir)
-    # The de-identification profile (app:anonymizerOptions), built once; STOW-RS applies it when
-    # app:enableAnonymizer is true, WADO-URI for anonymize=yes.
-    app.extensions["dicomcloud.deidentifier"] = deidentifier
+                                            temp_dir=temp_dir, deidentifier=deidentifier)
     api = Api(app, spec_kwargs={"info": {"description": "DICOMweb services of DICOM PS3.18 under /api."}})
     register_error_handlers(app)     # after Api(), which installs handlers of its own
     api.register_blueprint(health.blp)

@@ -1,4 +1,5 @@
-"""The per-application services (settings, index engine, blob storage) and per-request accessors."""
+"""The per-application services (settings, index engine, blob storage, de-identifier) and per-request
+accessors."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,6 +14,9 @@ class Services:
     engine: object
     storage: object
     temp_dir: Path
+    deidentifier: object = None
+    """app.anonymize.Deidentifier built from app:anonymizerOptions: STOW-RS applies it when
+    app:enableAnonymizer is true, WADO-URI for anonymize=yes."""
 
 
 def current_services() -> Services:

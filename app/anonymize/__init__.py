@@ -3,7 +3,7 @@
 - ``profile_table.csv``: Table E.1-1 as data (every row of the 2024b edition).
 - ``profile.deidentify(dataset, options, uid_secret)``: the one pure function that applies it.
 - ``Deidentifier``: options + secret built once at start (``deidentifier_from_settings``) and kept in
-  ``app.extensions["dicomcloud.deidentifier"]`` whether or not app:enableAnonymizer is on. STOW-RS uses it
+  ``Services.deidentifier`` (app/runtime.py) whether or not app:enableAnonymizer is on. STOW-RS uses it
   on store when the setting is on; WADO-URI ``anonymize=yes`` can call ``deidentifier.deidentify(dataset)``
   on the copy it sends (an object de-identified on store gets new UIDs again if it is de-identified twice
   without Retain UIDs: check PatientIdentityRemoved first if that matters).

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import json
 
-from flask import Response, current_app, request
+from flask import Response, request
 from flask_smorest import Blueprint
 
 from app.codec.native_xml import to_xml
 from app.dicomweb import media
 from app.dicomweb.uids import require_uid
-from app.errors import NotAcceptable
+from app.errors import NotAcceptable, PayloadTooLarge
 from app.runtime import current_services, wado_rs_base
 from app.stow import service
 
@@ -46,10 +46,8 @@ def _store(study: str | None):
         retrieve_base=base, validate_duplicates=services.settings.validate_duplicate_instance,
         max_header_bytes=services.settings.max_part_header_bytes,
         max_request_bytes=services.settings.max_request_bytes,
-        deidentifier=(current_app.extensions["dicomcloud.deidentifier"]
-                      if services.settings.enable_anonymizer else None))
+        deidentifier=services.deidentifier if services.settings.enable_anonymizer else None)
     if ctx.max_request_bytes and (request.content_length or 0) > ctx.max_request_bytes:
-        from app.errors import PayloadTooLarge
         raise PayloadTooLarge(f"request body of {request.content_length} bytes exceeds stow:maxRequestBytes")
     outcome = service.store_request(request.stream, request.headers.get("Content-Type"), study, ctx)
     body = service.response_dataset(outcome, base)

@@ -251,7 +251,7 @@ def test_off_by_default_stores_as_sent(tmp_path):
     assert response.status_code == 200
     assert _read_blob(app, original.SOPInstanceUID).PatientName == original.PatientName
     # The profile is built (for WADO-URI anonymize=yes) but its key is only made when first used.
-    deidentifier = app.extensions["dicomcloud.deidentifier"]
+    deidentifier = app.extensions["dicomcloud"].deidentifier
     assert not (tmp_path / "App_Data" / "anonymizer.key").exists()
     deidentifier.deidentify(make_dataset())
     assert (tmp_path / "App_Data" / "anonymizer.key").is_file()
