@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -86,6 +87,27 @@ def to_bytes(ds: Dataset) -> bytes:
 
 def make_instance(*args, **kwargs) -> bytes:
     return to_bytes(make_dataset(*args, **kwargs))
+
+
+def huge_instance_stream(label: str, frames: int, rows: int = 512, columns: int = 512,
+                         boundary: str = "big", chunk: int = 1 << 20):
+    """A multipart body holding one native multi-frame instance of frames*rows*columns*2 bytes, made on
+    the fly so a test can upload gigabytes without having them on disk or in memory."""
+    ds = make_dataset(label, "s", "1", rows=rows, columns=columns)
+    del ds.PixelData
+    ds.NumberOfFrames = frames
+    header = io.BytesIO()
+    ds.save_as(header, enforce_file_format=True)
+    size = frames * rows * columns * 2
+    yield f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+    yield header.getvalue() + struct.pack("<HH2sHL", 0x7FE0, 0x0010, b"OW", 0, size)
+    block = bytes(range(256)) * (chunk // 256)
+    sent = 0
+    while sent < size:
+        piece = block[: min(chunk, size - sent)]
+        sent += len(piece)
+        yield piece
+    yield f"\r\n--{boundary}--\r\n".encode()
 
 
 def multipart(parts, boundary: str = "test-boundary-7d3f") -> bytes:

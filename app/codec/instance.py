@@ -19,7 +19,6 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.tag import Tag
 from pydicom.uid import UID
 
 from app.codec import values as v

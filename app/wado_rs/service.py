@@ -28,7 +28,7 @@ from app.dicomweb import media
 from app.dicomweb import negotiation as n
 from app.dicomweb import zipstream
 from app.dicomweb.multipart import new_boundary, write_multipart
-from app.errors import BadRequest, NotAcceptable, NotFound, RangeNotSatisfiable, StorageError
+from app.errors import BadRequest, NotAcceptable, NotFound, RangeNotSatisfiable
 from app.index import retrieve
 
 log = logging.getLogger(__name__)

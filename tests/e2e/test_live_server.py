@@ -1,7 +1,6 @@
 """The server as other tooling starts it (``python -m app serve``), driven by real HTTP clients."""
 from __future__ import annotations
 
-import struct
 import subprocess
 import sys
 
@@ -11,8 +10,8 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
 
-from tests.helpers import REPO, LiveServer, make_dataset, make_instance, multipart, stow_headers, uid, \
-    write_web_config
+from tests.helpers import REPO, LiveServer, huge_instance_stream, make_dataset, make_instance, multipart, \
+    stow_headers, uid, write_web_config
 
 
 @pytest.fixture(scope="module")
@@ -57,31 +56,11 @@ def test_dicomcloud_alias_over_http(server):
     assert response.status_code == 200, response.text
 
 
-def _huge_instance_stream(frames: int, rows: int = 512, columns: int = 512, chunk: int = 1 << 20):
-    """A multipart body with one multi-frame instance of frames*rows*columns*2 bytes, made on the fly."""
-    ds = make_dataset("BIG", "s", "1", rows=rows, columns=columns)
-    del ds.PixelData
-    ds.NumberOfFrames = frames
-    import io
-    header = io.BytesIO()
-    ds.save_as(header, enforce_file_format=True)
-    size = frames * rows * columns * 2
-    yield b"--big\r\nContent-Type: application/dicom\r\n\r\n"
-    yield header.getvalue() + struct.pack("<HH2sHL", 0x7FE0, 0x0010, b"OW", 0, size)
-    block = bytes(range(256)) * (chunk // 256)
-    sent = 0
-    while sent < size:
-        piece = block[: min(chunk, size - sent)]
-        sent += len(piece)
-        yield piece
-    yield b"\r\n--big--\r\n"
-
-
 def test_large_upload_streams_without_growing_memory(server):
     """A 512 MB instance: the server's peak RSS may grow by a few tens of MB at most."""
     before = server.peak_rss_bytes()
     frames = 1024                                   # 1024 x 512 x 512 x 2 bytes = 512 MiB
-    response = requests.post(server.url + "/api/studies", data=_huge_instance_stream(frames),
+    response = requests.post(server.url + "/api/studies", data=huge_instance_stream("BIG", frames),
                              headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=big'},
                              timeout=600)
     assert response.status_code == 200, response.text

@@ -6,8 +6,6 @@ non-image) and synthetic data: byte-exact where bytes pass through, pixel-exact 
 from __future__ import annotations
 
 import io
-import json
-import re
 
 import numpy as np
 import pydicom
@@ -280,8 +278,8 @@ def test_compressed_frames_pass_through_with_their_media_type(client, name):
     numbers = ",".join(str(n) for n in range(1, count + 1))
     stored_ts = ds.file_meta.TransferSyntaxUID
     expected = list(generate_frames(ds.PixelData, number_of_frames=count))
-    for accept in (None, 'multipart/related; type="*/*"', f'multipart/related; type="application/octet-stream"; '
-                                                           f'transfer-syntax=*'):
+    for accept in (None, 'multipart/related; type="*/*"', 'multipart/related; type="application/octet-stream"; '
+                                                           'transfer-syntax=*'):
         parts = _frames(client, paths(ds)[2] + f"/frames/{numbers}", accept)
         assert [body for _, body in parts] == expected
         assert all(h["content-type"].endswith(f"transfer-syntax={stored_ts}") for h, _ in parts)

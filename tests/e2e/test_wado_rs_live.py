@@ -1,8 +1,6 @@
 """WADO-RS against ``python -m app serve``: the third-party dicomweb-client, and memory while streaming."""
 from __future__ import annotations
 
-import io
-import struct
 import time
 
 import numpy as np
@@ -14,7 +12,7 @@ from pydicom.encaps import generate_frames
 from pydicom.uid import JPEGLSLossless
 
 import tests.helpers as helpers
-from tests.helpers import LiveServer, make_dataset, sample_path, write_web_config
+from tests.helpers import LiveServer, huge_instance_stream, make_dataset, sample_path, write_web_config
 
 
 @pytest.fixture(scope="module")
@@ -120,27 +118,9 @@ def test_retrieve_rendered(dwc):
     assert image.startswith(b"\x89PNG")
 
 
-def _huge_instance_stream(frames: int, rows: int, columns: int, chunk: int = 1 << 20):
-    ds = make_dataset("WADOBIG", "s", "1", rows=rows, columns=columns)
-    del ds.PixelData
-    ds.NumberOfFrames = frames
-    header = io.BytesIO()
-    ds.save_as(header, enforce_file_format=True)
-    size = frames * rows * columns * 2
-    yield b"--big\r\nContent-Type: application/dicom\r\n\r\n"
-    yield header.getvalue() + struct.pack("<HH2sHL", 0x7FE0, 0x0010, b"OW", 0, size)
-    block = bytes(range(256)) * (chunk // 256)
-    sent = 0
-    while sent < size:
-        piece = block[: min(chunk, size - sent)]
-        sent += len(piece)
-        yield piece
-    yield b"\r\n--big--\r\n"
-
-
 def test_large_study_streams_with_flat_memory_and_frames_cost_the_same(server):
     frames, rows, columns = 1024, 512, 512                     # 512 MiB of pixel data
-    response = requests.post(server.url + "/api/studies", data=_huge_instance_stream(frames, rows, columns),
+    response = requests.post(server.url + "/api/studies", data=huge_instance_stream("WADOBIG", frames, rows, columns),
                              headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=big'},
                              timeout=600)
     assert response.status_code == 200, response.text

@@ -114,6 +114,7 @@ def test_a_malformed_connection_string_is_a_configuration_error_without_the_key(
 def test_an_unreachable_service_does_not_stop_the_backend_from_being_created(caplog):
     started = time.monotonic()
     storage = AzureBlobStorage(closed_port_connection(), "dicom")
+    assert storage.name == "azureblob"
     assert time.monotonic() - started < 15
     assert "not reachable at start" in caplog.text
     assert DEVELOPMENT_KEY not in caplog.text
