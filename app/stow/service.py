@@ -232,27 +232,25 @@ def _store_metadata_parts(parts: list[Part], root: str, url_study_uid: str | Non
     if not metadata_parts:
         raise BadRequest(f"the request has no {root} part")
 
-    def resolve(uri: str):
+    def find_part(uri: str) -> Part:
         candidates = [uri, uri.strip("<>")]
         if uri.startswith("cid:"):
             candidates += [uri[4:], f"<{uri[4:]}>"]
         for candidate in candidates:
             if candidate in by_location:
-                part = by_location[candidate]
-                part_type = media.parse_media_type(part.content_type)
-                with open(part.path, "rb") as handle:
-                    data = handle.read()
-                return data, part_type.type if part_type else None, \
-                    part_type.param("transfer-syntax") if part_type else None
+                return by_location[candidate]
         # A location relative to the request's base, matched by its last path segments.
         for location, part in by_location.items():
             if location.endswith(uri) or uri.endswith(location):
-                part_type = media.parse_media_type(part.content_type)
-                with open(part.path, "rb") as handle:
-                    data = handle.read()
-                return data, part_type.type if part_type else None, \
-                    part_type.param("transfer-syntax") if part_type else None
+                return part
         raise KeyError(uri)
+
+    def resolve(uri: str):
+        part = find_part(uri)
+        part_type = media.parse_media_type(part.content_type)
+        with open(part.path, "rb") as handle:
+            data = handle.read()
+        return data, part_type.type if part_type else None, part_type.param("transfer-syntax") if part_type else None
 
     for part in metadata_parts:
         label = f"part {part.index + 1}"
