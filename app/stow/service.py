@@ -250,7 +250,9 @@ def _store_metadata_parts(parts: list[Part], root: str, url_study_uid: str | Non
         part_type = media.parse_media_type(part.content_type)
         with open(part.path, "rb") as handle:
             data = handle.read()
-        return data, part_type.type if part_type else None, part_type.param("transfer-syntax") if part_type else None
+        if part_type is None:
+            return data, None, None
+        return data, part_type.type, part_type.param("transfer-syntax")
 
     for part in metadata_parts:
         label = f"part {part.index + 1}"
