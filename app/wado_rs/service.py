@@ -15,12 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Iterator
 
 from app.codec import render as rendering
+from app.codec import stored
 from app.codec import transcode as tc
 from app.codec.instance import BULK_BASE_TOKEN
 from app.codec.native_xml import to_xml
@@ -28,16 +28,14 @@ from app.dicomweb import media
 from app.dicomweb import negotiation as n
 from app.dicomweb import zipstream
 from app.dicomweb.multipart import new_boundary, write_multipart
+from app.dicomweb.reply import Reply
 from app.errors import BadRequest, NotAcceptable, NotFound, RangeNotSatisfiable
 from app.index import retrieve
 
 log = logging.getLogger(__name__)
 
-PIXEL_DATA_PATHS = ("7FE00010", "7FE00008", "7FE00009")
-# Bulk values the renderer needs (palette and VOI/Modality LUT data); other bulk data stays unread.
-_RENDER_BULK = {"00281201", "00281202", "00281203", "00281221", "00281222", "00281223", "00283006"}
-_SWAP_SIZES = {"OW": 2, "OL": 4, "OF": 4, "OD": 8, "OV": 8}
-_CHUNK = 256 * 1024
+PIXEL_DATA_PATHS = stored.PIXEL_DATA_PATHS
+_SWAP_SIZES = stored.SWAP_SIZES
 THUMBNAIL_SIZE = 128
 
 
@@ -47,14 +45,6 @@ class RetrieveContext:
     storage: object
     temp_dir: str
     base: str                  # WADO-RS root, e.g. http://host/api (no trailing slash)
-
-
-@dataclass
-class Reply:
-    body: Iterable[bytes]
-    content_type: str
-    status: int = 200
-    headers: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,37 +100,18 @@ def _instance_url(ctx: RetrieveContext, row) -> str:
             f"/instances/{row.sop_instance_uid}")
 
 
-def _has_pixels(row) -> bool:
-    if not (row.rows and row.columns):
-        return False
-    if row.pixel_data_offset is not None or row.layout_json is None:
-        return True
-    return _frame_layout(row) is not None
-
-
-def _row_info(row) -> tc.PixelInfo | None:
-    if not (row.rows and row.columns):
-        return None
-    bits = row.bits_allocated or 16
-    return tc.PixelInfo(rows=row.rows, columns=row.columns, bits_allocated=bits, bits_stored=bits,
-                        number_of_frames=row.number_of_frames or 1)
+_has_pixels = stored.has_pixels
+_row_info = stored.row_info
+_iter_file = stored.iter_file
+_remove = stored.remove_file
+_metadata_of = stored.metadata_of
+_pixel_info = stored.pixel_info
+_frame_layout = stored.frame_layout
+_check_frames = stored.check_frames
 
 
 def _multipart_type(inner: str, boundary: str) -> str:
     return f'multipart/related; type="{inner}"; boundary={boundary}'
-
-
-def _iter_file(path: str, remove: bool = True) -> Iterator[bytes]:
-    try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                yield chunk
-    finally:
-        if remove:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
 
 
 # ---- instances (study, series, instance) ------------------------------------------------------------
@@ -201,13 +172,6 @@ def _transcode(ctx: RetrieveContext, row, target: str) -> str:
         return tc.transcode_file(source, target, ctx.temp_dir)
 
 
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
 def _instance_bytes(ctx: RetrieveContext, row, target: str, path: str | None = None) -> Iterator[bytes]:
     if target == row.transfer_syntax_uid:
         yield from ctx.storage.iter_range(row.blob_key, 0, None)
@@ -224,81 +188,6 @@ def _instance_bytes(ctx: RetrieveContext, row, target: str, path: str | None = N
 
 # ---- frames -----------------------------------------------------------------------------------------
 
-def _metadata_of(row) -> dict:
-    try:
-        return json.loads(row.metadata_json)
-    except (TypeError, ValueError):
-        return {}
-
-
-def _pixel_info(row, metadata: dict) -> tc.PixelInfo:
-    info = tc.pixel_info_from_json(metadata)
-    if info is None:
-        raise BadRequest(f"instance {row.sop_instance_uid} has no pixel data (no frames)")
-    return info
-
-
-def _frame_layout(row) -> list | None:
-    if not row.layout_json:
-        return None
-    try:
-        return json.loads(row.layout_json).get("frames")
-    except ValueError:
-        return None
-
-
-def _check_frames(row, numbers: list[int]) -> int:
-    count = row.number_of_frames or 1
-    wrong = [number for number in numbers if number > count]
-    if wrong:
-        raise BadRequest(f"frame {wrong[0]} does not exist: instance {row.sop_instance_uid} has {count} "
-                         f"frame{'s' if count != 1 else ''}")
-    return count
-
-
-class _FrameSource:
-    """Stored bytes of single frames: ranged reads through the stored layout, or (deflated files, 1-bit
-    data) one parse of the object for all requested frames."""
-
-    def __init__(self, ctx: RetrieveContext, row, info_loader, numbers: list[int]):
-        self.ctx, self.row = ctx, row
-        self._info_loader, self._info = info_loader, None
-        self.layout = _frame_layout(row)
-        self.stored_ts = row.transfer_syntax_uid
-        self._parsed: dict[int, bytes] | None = None
-        # Big endian: 8-bit OW values are swapped in 16-bit words; pydicom knows these rules, so parse.
-        if self.layout is None or len(self.layout) < (row.number_of_frames or 1) or \
-                self.stored_ts == n.EXPLICIT_BE or \
-                (self.stored_ts in n.NATIVE and (row.bits_allocated or 8) % 8):
-            with ctx.storage.open(row.blob_key) as handle:
-                try:
-                    self.stored_ts, _, frames = tc.frames_from_file(handle, sorted(set(numbers)))
-                except tc.TranscodeError as exc:
-                    raise BadRequest(f"instance {row.sop_instance_uid}: {exc}") from None
-                except Exception as exc:
-                    raise NotAcceptable(f"the frames of instance {row.sop_instance_uid} cannot be read: "
-                                        f"{type(exc).__name__}: {exc}") from None
-            self._parsed = dict(zip(sorted(set(numbers)), frames))
-
-    @property
-    def info(self) -> tc.PixelInfo:
-        """The pixel module, from the stored metadata: read only when a frame is converted."""
-        if self._info is None:
-            self._info = self._info_loader()
-        return self._info
-
-    def chunks(self, number: int) -> Iterator[bytes]:
-        """The stored bytes of frame ``number`` in chunks (no conversion)."""
-        if self._parsed is not None:
-            yield self._parsed[number]
-            return
-        for offset, length in self.layout[number - 1]:
-            yield from self.ctx.storage.iter_range(self.row.blob_key, offset, length)
-
-    def data(self, number: int) -> bytes:
-        return b"".join(self.chunks(number))
-
-
 def _frame_reason(info: tc.PixelInfo):
     def reason(source: str, target: str) -> str | None:
         return tc.transcode_reason(source, target, has_pixels=True, info=info)
@@ -310,7 +199,7 @@ def _passes_through(stored: str, target: str) -> bool:
                                                                         n.DEFLATED_LE))
 
 
-def _frame_body(source: _FrameSource, number: int, target: str) -> Iterator[bytes]:
+def _frame_body(source: stored.FrameSource, number: int, target: str) -> Iterator[bytes]:
     stored = source.stored_ts
     if _passes_through(stored, target):
         yield from source.chunks(number)
@@ -338,7 +227,7 @@ def retrieve_frames(ctx: RetrieveContext, accept: str | None, study: str, series
         (meta,) = retrieve.find_metadata(ctx.engine, study, series, sop) or [None]
         return _pixel_info(row, _metadata_of(meta) if meta is not None else {})
 
-    source = _FrameSource(ctx, row, load_info, numbers)
+    source = stored.FrameSource(ctx.storage, row, load_info, numbers)
     if source.stored_ts != row.transfer_syntax_uid and choice.transfer_syntax == row.transfer_syntax_uid:
         choice = n.Choice(choice.media_type, source.stored_ts, choice.multipart)
     boundary = new_boundary()
@@ -510,29 +399,6 @@ def _with_available_syntax(fragment: str, transfer_syntax: str) -> str:
 
 # ---- rendered and thumbnail -------------------------------------------------------------------------
 
-def _header_dataset(ctx: RetrieveContext, row, metadata: dict):
-    """The object's attributes without Pixel Data as a pydicom Dataset (LUT bulk data read by offset)."""
-    layout = json.loads(row.layout_json) if row.layout_json else None
-    bulk = (layout or {}).get("bulk", {})
-
-    def resolve(tag: str, vr: str, uri: str) -> bytes:
-        path = uri.rsplit("/bulkdata/", 1)[-1]
-        if path.split("/")[-1] not in _RENDER_BULK:
-            return b""
-        place = bulk.get(path)
-        if place and place[1] > 0:
-            data = ctx.storage.read_range(row.blob_key, place[0], place[1])
-        else:
-            with ctx.storage.open(row.blob_key) as handle:
-                data = tc.element_bytes(handle, path)
-        if row.transfer_syntax_uid == n.EXPLICIT_BE and vr in _SWAP_SIZES:
-            data = tc.swap_bytes(data, _SWAP_SIZES[vr])
-        return data
-
-    trimmed = {tag: value for tag, value in metadata.items() if tag not in PIXEL_DATA_PATHS}
-    return tc.dataset_from_json(trimmed, resolve)
-
-
 def _render_targets(ctx: RetrieveContext, study: str, series: str | None, sop: str | None,
                     frame_list: str | None) -> list[tuple[object, list[int]]]:
     numbers = parse_frame_list(frame_list) if frame_list is not None else None
@@ -554,22 +420,9 @@ def _render_targets(ctx: RetrieveContext, study: str, series: str | None, sop: s
 
 def _rendered_frames(ctx: RetrieveContext, row, numbers: list[int], media_type: str,
                      params: RenderParams) -> Iterator[tuple[int, bytes]]:
-    metadata = _metadata_of(row)
-    info = _pixel_info(row, metadata)
-    reason = tc.decoder_reason(row.transfer_syntax_uid)
-    if reason:
-        raise NotAcceptable(reason)
-    source = _FrameSource(ctx, row, lambda: info, numbers)
-    header = _header_dataset(ctx, row, metadata)
-    for number in numbers:
-        try:
-            arr = tc.frame_array(source.data(number), source.stored_ts, info)
-            yield number, rendering.render_frame(
-                arr, header=header, media_type=media_type, window=params.window, viewport=params.viewport,
-                quality=params.quality, annotations=params.annotations, frame=number)
-        except (tc.TranscodeError, rendering.RenderError, ValueError) as exc:
-            raise NotAcceptable(f"instance {row.sop_instance_uid} frame {number} cannot be rendered: {exc}") \
-                from None
+    return stored.render_frames(ctx.storage, row, numbers, media_type, window=params.window,
+                                viewport=params.viewport, quality=params.quality,
+                                annotations=params.annotations)
 
 
 def retrieve_rendered(ctx: RetrieveContext, accept: str | None, params: RenderParams, study: str,

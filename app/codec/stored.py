@@ -1,0 +1,182 @@
+"""Pixel-side reads of a stored instance, shared by WADO-RS and WADO-URI (no Flask, no SQL).
+
+An index row (from app.index.retrieve) says where an instance's bytes are; the blob store is handed in as
+an argument (anything with ``open``, ``iter_range`` and ``read_range``). Here: the frames of a row (ranged
+reads at the offsets recorded at STOW time, or one parse of the object when the layout does not locate
+them), the object's attributes without Pixel Data as a pydicom Dataset (for rendering), and rendering of
+frames through ``app.codec.render`` -- the one rendering path both services use.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterator
+
+from app.codec import render as rendering
+from app.codec import transcode as tc
+from app.dicomweb import negotiation as n
+from app.errors import BadRequest, NotAcceptable
+
+PIXEL_DATA_PATHS = ("7FE00010", "7FE00008", "7FE00009")
+# Bulk values the renderer needs (palette and VOI/Modality LUT data); other bulk data stays unread.
+RENDER_BULK = {"00281201", "00281202", "00281203", "00281221", "00281222", "00281223", "00283006"}
+SWAP_SIZES = {"OW": 2, "OL": 4, "OF": 4, "OD": 8, "OV": 8}
+CHUNK = 256 * 1024
+
+
+def metadata_of(row) -> dict:
+    """The DICOM JSON stored for the row ({} when missing or unreadable)."""
+    try:
+        return json.loads(row.metadata_json)
+    except (TypeError, ValueError, AttributeError):
+        return {}
+
+
+def pixel_info(row, metadata: dict) -> tc.PixelInfo:
+    info = tc.pixel_info_from_json(metadata)
+    if info is None:
+        raise BadRequest(f"instance {row.sop_instance_uid} has no pixel data (no frames)")
+    return info
+
+
+def frame_layout(row) -> list | None:
+    if not row.layout_json:
+        return None
+    try:
+        return json.loads(row.layout_json).get("frames")
+    except ValueError:
+        return None
+
+
+def has_pixels(row) -> bool:
+    if not (row.rows and row.columns):
+        return False
+    if row.pixel_data_offset is not None or row.layout_json is None:
+        return True
+    return frame_layout(row) is not None
+
+
+def row_info(row) -> tc.PixelInfo | None:
+    """The pixel attributes the index keeps (enough to negotiate; the full module is in the metadata)."""
+    if not (row.rows and row.columns):
+        return None
+    bits = row.bits_allocated or 16
+    return tc.PixelInfo(rows=row.rows, columns=row.columns, bits_allocated=bits, bits_stored=bits,
+                        number_of_frames=row.number_of_frames or 1)
+
+
+def check_frames(row, numbers: list[int]) -> int:
+    """400 when a frame number is beyond the instance's NumberOfFrames; returns the frame count."""
+    count = row.number_of_frames or 1
+    wrong = [number for number in numbers if number > count]
+    if wrong:
+        raise BadRequest(f"frame {wrong[0]} does not exist: instance {row.sop_instance_uid} has {count} "
+                         f"frame{'s' if count != 1 else ''}")
+    return count
+
+
+def iter_file(path: str, remove: bool = True) -> Iterator[bytes]:
+    """A file's bytes in chunks; the file is deleted afterwards (also when the reader stops early)."""
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(CHUNK):
+                yield chunk
+    finally:
+        if remove:
+            remove_file(path)
+
+
+def remove_file(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+class FrameSource:
+    """Stored bytes of single frames: ranged reads through the stored layout, or (deflated files, 1-bit
+    data) one parse of the object for all requested frames."""
+
+    def __init__(self, storage, row, info_loader, numbers: list[int]):
+        self.storage, self.row = storage, row
+        self._info_loader, self._info = info_loader, None
+        self.layout = frame_layout(row)
+        self.stored_ts = row.transfer_syntax_uid
+        self._parsed: dict[int, bytes] | None = None
+        # Big endian: 8-bit OW values are swapped in 16-bit words; pydicom knows these rules, so parse.
+        if self.layout is None or len(self.layout) < (row.number_of_frames or 1) or \
+                self.stored_ts == n.EXPLICIT_BE or \
+                (self.stored_ts in n.NATIVE and (row.bits_allocated or 8) % 8):
+            with storage.open(row.blob_key) as handle:
+                try:
+                    self.stored_ts, _, frames = tc.frames_from_file(handle, sorted(set(numbers)))
+                except tc.TranscodeError as exc:
+                    raise BadRequest(f"instance {row.sop_instance_uid}: {exc}") from None
+                except Exception as exc:
+                    raise NotAcceptable(f"the frames of instance {row.sop_instance_uid} cannot be read: "
+                                        f"{type(exc).__name__}: {exc}") from None
+            self._parsed = dict(zip(sorted(set(numbers)), frames))
+
+    @property
+    def info(self) -> tc.PixelInfo:
+        """The pixel module, from the stored metadata: read only when a frame is converted."""
+        if self._info is None:
+            self._info = self._info_loader()
+        return self._info
+
+    def chunks(self, number: int) -> Iterator[bytes]:
+        """The stored bytes of frame ``number`` in chunks (no conversion)."""
+        if self._parsed is not None:
+            yield self._parsed[number]
+            return
+        for offset, length in self.layout[number - 1]:
+            yield from self.storage.iter_range(self.row.blob_key, offset, length)
+
+    def data(self, number: int) -> bytes:
+        return b"".join(self.chunks(number))
+
+
+def header_dataset(storage, row, metadata: dict):
+    """The object's attributes without Pixel Data as a pydicom Dataset (LUT bulk data read by offset)."""
+    layout = json.loads(row.layout_json) if row.layout_json else None
+    bulk = (layout or {}).get("bulk", {})
+
+    def resolve(tag: str, vr: str, uri: str) -> bytes:
+        path = uri.rsplit("/bulkdata/", 1)[-1]
+        if path.split("/")[-1] not in RENDER_BULK:
+            return b""
+        place = bulk.get(path)
+        if place and place[1] > 0:
+            data = storage.read_range(row.blob_key, place[0], place[1])
+        else:
+            with storage.open(row.blob_key) as handle:
+                data = tc.element_bytes(handle, path)
+        if row.transfer_syntax_uid == n.EXPLICIT_BE and vr in SWAP_SIZES:
+            data = tc.swap_bytes(data, SWAP_SIZES[vr])
+        return data
+
+    trimmed = {tag: value for tag, value in metadata.items() if tag not in PIXEL_DATA_PATHS}
+    return tc.dataset_from_json(trimmed, resolve)
+
+
+def render_frames(storage, row, numbers: list[int], media_type: str, **options) -> Iterator[tuple[int, bytes]]:
+    """(frame number, encoded image) for each of ``numbers``: decode with the codec plugins, then
+    ``render.render_frame(arr, header=..., media_type=..., frame=number, **options)``.
+
+    The row needs ``metadata_json``. 406 when the stored syntax has no decoder or a frame cannot be shown.
+    """
+    metadata = metadata_of(row)
+    info = pixel_info(row, metadata)
+    reason = tc.decoder_reason(row.transfer_syntax_uid)
+    if reason:
+        raise NotAcceptable(reason)
+    source = FrameSource(storage, row, lambda: info, numbers)
+    header = header_dataset(storage, row, metadata)
+    for number in numbers:
+        try:
+            arr = tc.frame_array(source.data(number), source.stored_ts, info)
+            yield number, rendering.render_frame(arr, header=header, media_type=media_type, frame=number,
+                                                 **options)
+        except (tc.TranscodeError, rendering.RenderError, ValueError) as exc:
+            raise NotAcceptable(f"instance {row.sop_instance_uid} frame {number} cannot be rendered: {exc}") \
+                from None
