@@ -47,6 +47,7 @@ def create_app(config_path: str | os.PathLike | None = None, *, overrides: Mappi
     from app.qido.routes import blp as qido_blueprint
     from app.stow.routes import blp as stow_blueprint
     from app.wado_rs.routes import blp as wado_rs_blueprint
+    from app.wado_uri.routes import blp as wado_uri_blueprint
 
     settings = load_settings(config_path if config_path is not None else default_config_path(),
                              environ=environ, overrides=overrides)
@@ -85,5 +86,6 @@ def create_app(config_path: str | os.PathLike | None = None, *, overrides: Mappi
     api.register_blueprint(stow_blueprint)
     api.register_blueprint(qido_blueprint)
     api.register_blueprint(wado_rs_blueprint)
+    api.register_blueprint(wado_uri_blueprint)
     app.register_blueprint(docs.assets)
     return app

@@ -3,7 +3,12 @@
 A plain function with keyword arguments so WADO-RS /rendered, /thumbnail and WADO-URI share it:
 Modality LUT (rescale), VOI window (from the ``window`` parameter, else the object's window or VOI LUT,
 else the frame's range), MONOCHROME1 inversion, RGB / YBR / PALETTE COLOR through pydicom's pixel
-handling, viewport cropping and scaling, JPEG quality, and burned-in annotation text.
+handling, viewport cropping and scaling, JPEG quality, and burned-in annotation text. WADO-URI adds
+keyword arguments: ``presentation`` (the effects of a Grayscale Softcopy Presentation State, from
+app.codec.presentation_state), ``region`` (a normalised crop) and ``size`` (rows/columns to fit within).
+
+Order: Modality LUT -> VOI (window) -> Presentation LUT / MONOCHROME1 inversion -> displayed area ->
+flip and rotation -> region -> size or viewport -> annotation.
 """
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, convert_color_space
+
+from app.codec.presentation_state import PresentationEffects
 
 FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF"}
 WINDOW_FUNCTIONS = ("linear", "linear-exact", "sigmoid")
@@ -128,23 +135,58 @@ def _apply_window(values: np.ndarray, window: Window) -> np.ndarray:
     return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def _grayscale(arr: np.ndarray, header: Dataset, window: Window | None) -> np.ndarray:
-    values = apply_modality_lut(arr, header).astype(np.float64)
+def _window_of(header: Dataset) -> Window | None:
+    if "WindowCenter" not in header or "WindowWidth" not in header:
+        return None
+    center, width = header.WindowCenter, header.WindowWidth
+    center = float(center[0] if hasattr(center, "__len__") and not isinstance(center, str) else center)
+    width = float(width[0] if hasattr(width, "__len__") and not isinstance(width, str) else width)
+    function = str(header.get("VOILUTFunction", "LINEAR")).lower().replace("_", "-")
+    return Window(center, max(width, 1.0), function if function in WINDOW_FUNCTIONS else "linear")
+
+
+def _presentation_window(presentation: PresentationEffects | None) -> Window | None:
+    if presentation is None or presentation.window is None:
+        return None
+    center, width, function = presentation.window
+    return Window(center, max(width, 1.0), function if function in WINDOW_FUNCTIONS else "linear")
+
+
+def effective_window(header: Dataset, window: Window | None,
+                     presentation: PresentationEffects | None = None) -> Window | None:
+    """The window applied: the request's, else the presentation state's, else the object's first one."""
     if window is not None:
-        gray = _apply_window(values, window)
-    elif "WindowCenter" in header and "WindowWidth" in header:
-        center, width = header.WindowCenter, header.WindowWidth
-        center = float(center[0] if hasattr(center, "__len__") and not isinstance(center, str) else center)
-        width = float(width[0] if hasattr(width, "__len__") and not isinstance(width, str) else width)
-        function = str(header.get("VOILUTFunction", "LINEAR")).lower().replace("_", "-")
-        gray = _apply_window(values, Window(center, max(width, 1.0),
-                                            function if function in WINDOW_FUNCTIONS else "linear"))
-    elif "VOILUTSequence" in header:
+        return window
+    if presentation is not None:
+        return _presentation_window(presentation)
+    return _window_of(header)
+
+
+def _grayscale(arr: np.ndarray, header: Dataset, window: Window | None,
+               presentation: PresentationEffects | None = None) -> np.ndarray:
+    if presentation is not None and presentation.rescale is not None:
+        slope, intercept = presentation.rescale
+        values = arr.astype(np.float64) * slope + intercept
+    else:
+        values = apply_modality_lut(arr, header).astype(np.float64)
+    chosen = effective_window(header, window, presentation)
+    if chosen is not None:
+        gray = _apply_window(values, chosen)
+    elif presentation is not None and presentation.voi_lut is not None:
+        holder = Dataset()
+        holder.VOILUTSequence = [presentation.voi_lut]
+        out = apply_voi_lut(np.rint(values).astype(np.int64), holder).astype(np.float64)
+        gray = _to_uint8(out, float(out.min()), float(out.max()))
+    elif presentation is None and "VOILUTSequence" in header:
         out = apply_voi_lut(arr, header).astype(np.float64)
         gray = _to_uint8(out, float(out.min()), float(out.max()))
     else:
         gray = _to_uint8(values, float(values.min()), float(values.max()))
-    if str(header.get("PhotometricInterpretation", "")) == "MONOCHROME1":
+    if presentation is not None:
+        inverted = presentation.inverse        # the presentation state's Presentation LUT decides
+    else:
+        inverted = str(header.get("PhotometricInterpretation", "")) == "MONOCHROME1"
+    if inverted:
         gray = 255 - gray
     return gray
 
@@ -179,6 +221,56 @@ def _viewport(image: Image.Image, viewport: Viewport | None) -> Image.Image:
     scale = min(viewport.width / image.width, viewport.height / image.height)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     return image.resize(size, Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC)
+
+
+def _presentation_geometry(image: Image.Image, presentation: PresentationEffects | None) -> Image.Image:
+    """Displayed area (in the image's own pixel coordinates, 1-based; outside the image is black), then
+    horizontal flip, then clockwise rotation (PS3.3 C.10.4, C.10.6)."""
+    if presentation is None:
+        return image
+    if presentation.displayed_area is not None:
+        x1, y1, x2, y2 = presentation.displayed_area
+        left, right = sorted((x1, x2))
+        top, bottom = sorted((y1, y2))
+        if right - left > 16384 or bottom - top > 16384:
+            raise RenderError("the displayed area of the presentation state is too large")
+        image = image.crop((left - 1, top - 1, right, bottom))
+    if presentation.flip:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    turn = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_90}
+    if presentation.rotation in turn:
+        image = image.transpose(turn[presentation.rotation])
+    return image
+
+
+def _region(image: Image.Image, region: tuple[float, float, float, float] | None) -> Image.Image:
+    """Crop to a normalised region x1,y1,x2,y2 (0..1, top left to bottom right; at least one pixel)."""
+    if region is None:
+        return image
+    x1, y1, x2, y2 = region
+    left, top = int(math.floor(x1 * image.width)), int(math.floor(y1 * image.height))
+    right = max(left + 1, int(math.ceil(x2 * image.width)))
+    bottom = max(top + 1, int(math.ceil(y2 * image.height)))
+    return image.crop((left, top, min(right, image.width), min(bottom, image.height)))
+
+
+def _fit(image: Image.Image, size: tuple[int | None, int | None] | None) -> Image.Image:
+    """Scale to rows (height) and/or columns (width), keeping the aspect ratio: within both when both are
+    given."""
+    if size is None or (size[0] is None and size[1] is None):
+        return image
+    rows, columns = size
+    scales = []
+    if rows is not None:
+        scales.append(rows / image.height)
+    if columns is not None:
+        scales.append(columns / image.width)
+    scale = min(scales)
+    new = (max(1, min(columns or 1 << 30, round(image.width * scale))),
+           max(1, min(rows or 1 << 30, round(image.height * scale))))
+    if new == image.size:
+        return image
+    return image.resize(new, Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC)
 
 
 def _annotate(image: Image.Image, lines: list[str]) -> Image.Image:
@@ -218,23 +310,31 @@ def annotation_lines(header: Dataset, annotations: tuple[str, ...], frame: int |
 
 def render_frame(arr: np.ndarray, *, header: Dataset, media_type: str = "image/jpeg",
                  window: Window | None = None, viewport: Viewport | None = None, quality: int | None = None,
-                 annotations: tuple[str, ...] = (), frame: int | None = None) -> bytes:
+                 annotations: tuple[str, ...] = (), frame: int | None = None,
+                 presentation: PresentationEffects | None = None,
+                 region: tuple[float, float, float, float] | None = None,
+                 size: tuple[int | None, int | None] | None = None) -> bytes:
     """Encode one decoded frame ``arr`` (rows, columns[, samples]) as ``media_type``.
 
     ``header``: the object's attributes without Pixel Data (photometric interpretation, rescale, window,
-    LUTs, and the annotation text).
+    LUTs, and the annotation text). ``presentation``: GSPS effects (its window applies unless ``window``
+    is given); ``region``: normalised x1,y1,x2,y2 crop; ``size``: (rows, columns) to fit within.
     """
     if media_type not in FORMATS:
         raise RenderError(f"cannot render as {media_type}")
     photometric = str(header.get("PhotometricInterpretation", "MONOCHROME2"))
     if photometric.startswith("MONOCHROME") or (arr.ndim == 2 and photometric != "PALETTE COLOR"):
-        pixels = _grayscale(arr if arr.ndim == 2 else arr[..., 0], header, window)
+        pixels = _grayscale(arr if arr.ndim == 2 else arr[..., 0], header, window, presentation)
         image = Image.fromarray(pixels)
     else:
         pixels = _color(arr, header, photometric)
         image = Image.fromarray(np.ascontiguousarray(pixels[..., :3]))
+    image = _presentation_geometry(image, presentation)
+    image = _region(image, region)
+    image = _fit(image, size)
     image = _viewport(image, viewport)
-    image = _annotate(image, annotation_lines(header, annotations, frame, window))
+    shown = window if window is not None else (_presentation_window(presentation) if presentation else None)
+    image = _annotate(image, annotation_lines(header, annotations, frame, shown))
     out = io.BytesIO()
     kind = FORMATS[media_type]
     if kind == "JPEG":

@@ -1,4 +1,5 @@
-"""Index lookups for WADO-RS: the instances of a study, a series or one instance, in a stable order.
+"""Index lookups for WADO-RS and WADO-URI: the instances of a study, a series or one instance, in a
+stable order.
 
 Plain rows only (no pydicom, no Flask). The order is series (by series number, then insertion) and
 instances (by instance number, then insertion), so the same request always streams the same bytes.
@@ -60,3 +61,17 @@ def find_metadata(engine: Engine, study_uid: str, series_uid: str | None = None,
     columns = (t.instance.c.sop_instance_uid, t.instance.c.transfer_syntax_uid, t.instance.c.metadata_json)
     with engine.connect() as conn:
         return list(conn.execute(_select(columns, study_uid, series_uid, sop_uid)))
+
+
+def find_by_sop(engine: Engine, series_uid: str, sop_uid: str, *, with_metadata: bool = False) -> list:
+    """Rows of an instance named by its series and SOP Instance UIDs, in whatever study it is stored (a
+    presentation state may live in another study than the images it references)."""
+    columns = _LOCATION_COLUMNS + ((t.instance.c.metadata_json,) if with_metadata else ())
+    query = (select(*columns)
+             .select_from(t.instance.join(t.series, t.instance.c.series_key == t.series.c.series_key)
+                          .join(t.study, t.series.c.study_key == t.study.c.study_key))
+             .where(t.series.c.series_instance_uid == series_uid)
+             .where(t.instance.c.sop_instance_uid == sop_uid)
+             .order_by(t.instance.c.instance_key))
+    with engine.connect() as conn:
+        return list(conn.execute(query))
