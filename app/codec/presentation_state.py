@@ -5,6 +5,7 @@ Modality LUT of the presentation state (Rescale Slope/Intercept, which replaces 
 VOI LUT (window or LUT data), the Presentation LUT Shape (INVERSE), the Displayed Area Selection, and the
 Spatial Transformation (flip, then rotation). Items that name images (Referenced Image Sequence) apply only
 to those images (and frames); items without one apply to every image the presentation state references.
+Where the presentation state has no VOI for the image, the image's own window or VOI LUT is used.
 Not applied: graphic and text annotations, overlays, shutters, masks and Presentation Size Mode (the
 displayed area is shown scaled to the requested size).
 """

@@ -154,10 +154,11 @@ def _presentation_window(presentation: PresentationEffects | None) -> Window | N
 
 def effective_window(header: Dataset, window: Window | None,
                      presentation: PresentationEffects | None = None) -> Window | None:
-    """The window applied: the request's, else the presentation state's, else the object's first one."""
+    """The window applied: the request's, else the presentation state's (a VOI LUT of the presentation
+    state comes next: None), else the object's first one."""
     if window is not None:
         return window
-    if presentation is not None:
+    if presentation is not None and (presentation.window is not None or presentation.voi_lut is not None):
         return _presentation_window(presentation)
     return _window_of(header)
 
@@ -177,7 +178,7 @@ def _grayscale(arr: np.ndarray, header: Dataset, window: Window | None,
         holder.VOILUTSequence = [presentation.voi_lut]
         out = apply_voi_lut(np.rint(values).astype(np.int64), holder).astype(np.float64)
         gray = _to_uint8(out, float(out.min()), float(out.max()))
-    elif presentation is None and "VOILUTSequence" in header:
+    elif "VOILUTSequence" in header:
         out = apply_voi_lut(arr, header).astype(np.float64)
         gray = _to_uint8(out, float(out.min()), float(out.max()))
     else:

@@ -178,7 +178,7 @@ def parse_request(args: Mapping[str, str]) -> UriRequest:
     content_type = found.get("contentType")
     if content_type is not None:
         ranges = media.parse_accept(content_type)
-        if not ranges:
+        if not any(media.parse_media_type(part) for part in content_type.split(",")):
             raise BadRequest(f"contentType={content_type[:80]!r} names no media type")
         if dicom_given and not any(media.matches(r, DICOM) for r in ranges):
             raise BadRequest(f"{dicom_given[0]} applies to contentType=application/dicom only, not "
