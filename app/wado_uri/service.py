@@ -370,19 +370,22 @@ def _dicom(ctx: UriContext, request: UriRequest, row, metadata: dict) -> Reply:
     # An object de-identified on store is not de-identified again (its UIDs would be mapped twice).
     already = (metadata.get(PATIENT_IDENTITY_REMOVED, {}).get("Value") or [""])[0] == "YES"
     deidentify = request.anonymize and not already
-    headers = {"Content-Disposition": f'attachment; filename="{row.sop_instance_uid}.dcm"'}
     if target == stored_ts and not deidentify:
+        headers = {"Content-Disposition": f'attachment; filename="{row.sop_instance_uid}.dcm"'}
         if row.blob_size is not None:
             headers["Content-Length"] = str(row.blob_size)
         return Reply(ctx.storage.iter_range(row.blob_key, 0, None), DICOM, 200, headers)
-    path = _prepared_file(ctx, row, target, deidentify)
-    headers["Content-Length"] = str(os.path.getsize(path))
+    path, sop_uid = _prepared_file(ctx, row, target, deidentify)
+    # The file name is the UID the body carries (a de-identified object's new one, never the original).
+    headers = {"Content-Disposition": f'attachment; filename="{sop_uid}.dcm"',
+               "Content-Length": str(os.path.getsize(path))}
     return Reply(stored.iter_file(path), DICOM, 200, headers)
 
 
-def _prepared_file(ctx: UriContext, row, target: str, deidentify: bool) -> str:
-    """A temp copy of the object in ``target`` syntax, de-identified when asked; the caller streams and
-    deletes it. Done before answering: a codec or profile failure is a 406/500, not a cut body."""
+def _prepared_file(ctx: UriContext, row, target: str, deidentify: bool) -> tuple[str, str]:
+    """(path, SOP Instance UID) of a temp copy of the object in ``target`` syntax, de-identified when asked;
+    the caller streams and deletes it. Done before answering: a codec or profile failure is a 406, not a
+    cut body."""
     if target != row.transfer_syntax_uid:
         with ctx.storage.open(row.blob_key) as source:
             try:
@@ -393,9 +396,10 @@ def _prepared_file(ctx: UriContext, row, target: str, deidentify: bool) -> str:
         fd, path = tempfile.mkstemp(prefix="wadouri-", suffix=".dcm", dir=ctx.temp_dir)
         with os.fdopen(fd, "wb") as out, ctx.storage.open(row.blob_key) as source:
             shutil.copyfileobj(source, out, stored.CHUNK)
+    sop_uid = row.sop_instance_uid
     if deidentify:
         try:
-            deidentify_file(path, ctx.deidentifier)
+            sop_uid = deidentify_file(path, ctx.deidentifier).sop_instance_uid or "deidentified"
         except DeidentificationError as exc:
             stored.remove_file(path)
             log.error("object %s cannot be de-identified: %s", row.sop_instance_uid, exc.message)
@@ -404,7 +408,7 @@ def _prepared_file(ctx: UriContext, row, target: str, deidentify: bool) -> str:
         except BaseException:
             stored.remove_file(path)
             raise
-    return path
+    return path, sop_uid
 
 
 # ---- images -------------------------------------------------------------------------------------------

@@ -175,6 +175,7 @@ def test_anonymize_yes_really_deidentifies(make_app):
     body = response.get_data()
     for secret in (b"Secret", b"MRN-4711", b"General Hospital", ds.SOPInstanceUID.encode()):
         assert secret not in body
+    assert all(ds.SOPInstanceUID not in value for value in response.headers.values())
     got = pydicom.dcmread(io.BytesIO(body))
     assert got.PatientIdentityRemoved == "YES"
     assert got.SOPInstanceUID != ds.SOPInstanceUID and got.StudyInstanceUID != ds.StudyInstanceUID
