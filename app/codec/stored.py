@@ -86,6 +86,20 @@ def iter_file(path: str, remove: bool = True) -> Iterator[bytes]:
             remove_file(path)
 
 
+class TempFileBody:
+    """A response body streaming a temp file and deleting it when done, also when the response is closed
+    before the first chunk was asked for (a HEAD request, a client gone early): WSGI servers call close()."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter_file(self.path)
+
+    def close(self) -> None:
+        remove_file(self.path)
+
+
 def remove_file(path: str) -> None:
     try:
         os.unlink(path)

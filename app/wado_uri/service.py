@@ -379,7 +379,7 @@ def _dicom(ctx: UriContext, request: UriRequest, row, metadata: dict) -> Reply:
     # The file name is the UID the body carries (a de-identified object's new one, never the original).
     headers = {"Content-Disposition": f'attachment; filename="{sop_uid}.dcm"',
                "Content-Length": str(os.path.getsize(path))}
-    return Reply(stored.iter_file(path), DICOM, 200, headers)
+    return Reply(stored.TempFileBody(path), DICOM, 200, headers)
 
 
 def _prepared_file(ctx: UriContext, row, target: str, deidentify: bool) -> tuple[str, str]:

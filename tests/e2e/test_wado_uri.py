@@ -192,6 +192,19 @@ def test_anonymize_yes_really_deidentifies(make_app):
     assert str(plain.PatientName) == "Secret^Person"
 
 
+def test_temp_files_are_removed_also_for_head_requests(app, client):
+    ds = stored_sample(client, "CT_small.dcm")
+    temp = app.extensions["dicomcloud"].temp_dir
+    head = client.head(url(ds, transferSyntax=JPEGLSLossless))
+    assert head.status_code == 200 and head.get_data() == b""
+    head.close()                                    # as a WSGI server does after sending the headers
+    assert get(client, ds, anonymize="yes").status_code == 200
+    response = client.get(url(ds, anonymize="yes"), buffered=False)
+    next(iter(response.response))                   # the client reads one chunk and goes away
+    response.close()
+    assert list(temp.iterdir()) == []
+
+
 def test_anonymize_of_an_object_deidentified_on_store_keeps_its_uids(make_app):
     app = make_app(**{"app:enableAnonymizer": "true", "app:anonymizerOptions": "BasicProfile"})
     client = app.test_client()
