@@ -345,3 +345,15 @@ def render_frame(arr: np.ndarray, *, header: Dataset, media_type: str = "image/j
     else:
         image.save(out, "PNG", optimize=False)
     return out.getvalue()
+
+
+def animated_gif(frames: list[bytes], frame_time_ms: float | None = None) -> bytes:
+    """One animated GIF (looping) of single-frame GIFs rendered by ``render_frame``; each frame shown for
+    ``frame_time_ms`` (Frame Time, default 100 ms)."""
+    if not frames:
+        raise RenderError("no frames to animate")
+    images = [Image.open(io.BytesIO(frame)) for frame in frames]
+    duration = int(round(frame_time_ms)) if frame_time_ms and frame_time_ms > 0 else 100
+    out = io.BytesIO()
+    images[0].save(out, "GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
+    return out.getvalue()

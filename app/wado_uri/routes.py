@@ -41,7 +41,8 @@ _PARAMETERS = [
     _param("region", "x1,y1,x2,y2: the part of the image to show, normalised 0.0..1.0 from the top left."),
     _param("windowCenter", "Window center in modality units (needs windowWidth).", kind="number"),
     _param("windowWidth", "Window width, at least 1 (needs windowCenter).", kind="number"),
-    _param("frameNumber", "The frame of a multi-frame image to render (from 1; default 1).", kind="integer"),
+    _param("frameNumber", "The frame of a multi-frame image to render (from 1; default 1; image/gif without "
+                          "it: all frames, animated).", kind="integer"),
     _param("imageQuality", "JPEG quality 1..100 (default 90).", kind="integer"),
     _param("presentationUID", "SOP Instance UID of a stored Grayscale Softcopy Presentation State to apply "
                               "(VOI LUT / window, Modality LUT, Presentation LUT shape, displayed area, "

@@ -7,7 +7,8 @@ object's kind and the Accept header (406 when none can be produced), and answers
 - ``application/dicom``: the stored bytes streamed as they are when nothing changes, else a temp file
   transcoded through the same seam as WADO-RS (``app.codec.transcode``) and/or de-identified with the
   server's profile (``anonymize=yes``);
-- ``image/jpeg`` (default for images), ``image/png``, ``image/gif``: one frame rendered by the same code as
+- ``image/jpeg`` (default for images), ``image/png``, ``image/gif``: one frame (``image/gif`` of a
+  multi-frame image without ``frameNumber``: all frames, animated) rendered by the same code as
   WADO-RS ``/rendered`` (``app.codec.stored.render_frames`` -> ``app.codec.render.render_frame``), with
   window, rows/columns, region, quality, annotation and a Grayscale Softcopy Presentation State;
 - Structured Reports: ``text/html`` (default), ``text/plain`` (``app.codec.sr_text``), ``text/xml`` (the
@@ -51,6 +52,8 @@ ENCAPSULATED_DOCUMENT = "00420011"
 MIME_OF_DOCUMENT = "00420012"
 PATIENT_IDENTITY_REMOVED = "00120062"
 MAX_SIZE = 8192                                   # rows / columns upper bound (as WADO-RS viewports)
+MAX_ANIMATED_FRAMES = 1000                        # frames of one animated GIF
+FRAME_TIME = "00181063"
 
 # The parameters of PS3.18 Table 9.1-? (URI service), in the order the standard lists them.
 PARAMETERS = ("requestType", "studyUID", "seriesUID", "objectUID", "contentType", "charset", "anonymize",
@@ -325,7 +328,7 @@ def retrieve(ctx: UriContext, request: UriRequest, accept: str | None = None) ->
     if chosen == DICOM:
         return _dicom(ctx, request, row, metadata)
     if chosen in IMAGE_TYPES:
-        return _image(ctx, request, row, chosen)
+        return _image(ctx, request, row, metadata, chosen)
     if kind.name == "structured report":
         return _structured_report(ctx, request, row, metadata, chosen)
     if kind.name == "video":
@@ -429,15 +432,30 @@ def _presentation(ctx: UriContext, request: UriRequest, number: int):
     return effects
 
 
-def _image(ctx: UriContext, request: UriRequest, row, media_type: str) -> Reply:
-    number = request.frame_number or 1
-    stored.check_frames(row, [number])
-    effects = _presentation(ctx, request, number) if request.presentation else None
+def _image(ctx: UriContext, request: UriRequest, row, metadata: dict, media_type: str) -> Reply:
+    count = row.number_of_frames or 1
+    if media_type == "image/gif" and request.frame_number is None and count > 1:
+        # A multi-frame image as image/gif without frameNumber: every frame, animated (PS3.18 rendered
+        # multi-frame media type). The presentation state's effects are those for frame 1.
+        if count > MAX_ANIMATED_FRAMES:
+            raise NotAcceptable(f"object {request.sop} has {count} frames: more than {MAX_ANIMATED_FRAMES} are "
+                                "not animated; ask for one with frameNumber")
+        numbers = list(range(1, count + 1))
+    else:
+        numbers = [request.frame_number or 1]
+        stored.check_frames(row, numbers)
+    effects = _presentation(ctx, request, numbers[0]) if request.presentation else None
     size = (request.rows, request.columns) if request.rows or request.columns else None
-    (_, image), = list(stored.render_frames(
-        ctx.storage, row, [number], media_type, window=request.window, quality=request.quality,
-        annotations=request.annotations, presentation=effects, region=request.region, size=size))
-    return _sized(image, media_type)
+    images = [image for _, image in stored.render_frames(
+        ctx.storage, row, numbers, media_type, window=request.window, quality=request.quality,
+        annotations=request.annotations, presentation=effects, region=request.region, size=size)]
+    if len(images) == 1:
+        return _sized(images[0], media_type)
+    frame_time = (metadata.get(FRAME_TIME, {}).get("Value") or [None])[0]
+    try:
+        return _sized(rendering.animated_gif(images, float(frame_time) if frame_time else None), media_type)
+    except (rendering.RenderError, ValueError, OSError) as exc:
+        raise NotAcceptable(f"object {request.sop} cannot be animated: {exc}") from None
 
 
 # ---- structured reports, documents, video -------------------------------------------------------------

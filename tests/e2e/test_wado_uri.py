@@ -326,6 +326,14 @@ def test_frame_number_of_multi_frame(client):
     assert np.array_equal(pixels(get(client, ds, frameNumber="2", **PNG)), ds.pixel_array[1])
     assert np.array_equal(pixels(get(client, ds, **PNG)), ds.pixel_array[0])
     error(get(client, ds, frameNumber="3"), 400, "frame 3")
+    # image/gif without frameNumber: every frame, animated; with frameNumber one frame.
+    animated = image(get(client, ds, contentType="image/gif"))
+    assert animated.format == "GIF" and animated.n_frames == 2 and animated.info.get("loop") == 0
+    first = np.asarray(animated.convert("RGB")).astype(int)
+    animated.seek(1)
+    second = np.asarray(animated.convert("RGB")).astype(int)
+    assert not np.array_equal(first, second)
+    assert image(get(client, ds, contentType="image/gif", frameNumber="2")).n_frames == 1
     dose = stored_sample(client, "rtdose.dcm")
     assert not np.array_equal(pixels(get(client, dose, frameNumber="1", **PNG)),
                               pixels(get(client, dose, frameNumber="10", **PNG)))
