@@ -283,34 +283,38 @@ def _choose(request: UriRequest, kind: _Kind, accept: str | None) -> str:
 
 # ---- charset ------------------------------------------------------------------------------------------
 
-def _charsets(text: str | None) -> list[str]:
-    """Python codec names of a charset list (q-values allowed, q=0 refused, unknown names skipped)."""
+def _charsets(text: str | None) -> list[tuple[str, str]]:
+    """(label as the client wrote it, Python codec) per charset of a list, best first (q-values allowed,
+    q=0 refused, unknown names skipped; ``*`` is UTF-8)."""
     if not text:
-        return ["utf-8"]
-    names = []
+        return [("utf-8", "utf-8")]
+    found: dict[str, str] = {}
     for item in media.parse_accept(",".join(f"x/{part.strip()}" for part in text.split(",") if part.strip())):
-        name = item.type[2:]
-        if name == "*":
-            names.append("utf-8")
+        label = item.type[2:]
+        if label == "*":
+            found.setdefault("utf-8", "utf-8")
             continue
         try:
-            names.append(codecs.lookup(name).name)
+            codec = codecs.lookup(label).name
         except LookupError:
             continue
-    return list(dict.fromkeys(names))
+        if codec not in found.values():
+            found[label] = codec
+    return list(found.items())
 
 
 def _encode(text: str, charset_param: str | None, html: bool) -> tuple[bytes, str]:
-    """``text`` in the first charset of the list that can hold it (HTML: any charset, through character
-    references); 406 when none can."""
+    """(``text`` encoded, charset label) in the first charset of the list that can hold it (HTML: any
+    charset, through character references); 406 when none can."""
     tried = _charsets(charset_param)
-    for name in tried:
+    for label, codec in tried:
         try:
-            return text.encode(name, errors="xmlcharrefreplace" if html else "strict"), name
+            return text.encode(codec, errors="xmlcharrefreplace" if html else "strict"), label
         except (UnicodeError, LookupError):
             continue
     raise NotAcceptable(f"charset={charset_param}: the text cannot be encoded in "
-                        + (", ".join(tried) if tried else "any charset named (none is known)"))
+                        + (", ".join(label for label, _ in tried) if tried
+                           else "any charset named (none is known)"))
 
 
 # ---- the request --------------------------------------------------------------------------------------
@@ -470,7 +474,7 @@ def _structured_report(ctx: UriContext, request: UriRequest, row, metadata: dict
     if media_type == "text/plain":
         body, charset = _encode(sr_text.to_text(ds), request.charset, html=False)
     else:
-        first = (_charsets(request.charset) or ["utf-8"])[0]
+        first = (_charsets(request.charset) or [("utf-8", "utf-8")])[0][0]
         body, charset = _encode(sr_text.to_html(ds, first), request.charset, html=True)
     return _sized(body, f"{media_type}; charset={charset}")
 

@@ -479,14 +479,15 @@ def test_structured_report_as_html_text_and_xml(client):
     assert "<h1>Diagnosis</h1>" in text and "A mass of" in text and "3 cm" in text
     assert "&lt;&gt;" in text and "<>{}" not in text                      # values are escaped
     plain = get(client, sr, contentType="text/plain", charset="iso-8859-1")
-    assert plain.headers["Content-Type"] == "text/plain; charset=iso8859-1"
+    assert plain.headers["Content-Type"] == "text/plain; charset=iso-8859-1"
     body = plain.get_data().decode("iso-8859-1")
     assert body.startswith("Diagnosis\n") and "[CONTAINS] Diameter: 3 cm" in body and "§" in body
     error(get(client, sr, contentType="text/plain", charset="us-ascii"), 406, "charset")
     fallback = get(client, sr, contentType="text/plain", charset="us-ascii, utf-8;q=0.5")
     assert fallback.headers["Content-Type"] == "text/plain; charset=utf-8"
     ascii_html = get(client, sr, charset="us-ascii")
-    assert ascii_html.headers["Content-Type"] == "text/html; charset=ascii"
+    assert ascii_html.headers["Content-Type"] == "text/html; charset=us-ascii"
+    assert '<meta charset="us-ascii">' in ascii_html.get_data().decode("ascii")
     assert "&#167;" in ascii_html.get_data().decode("ascii")             # § as a character reference
     xml = get(client, sr, contentType="text/xml")
     assert xml.headers["Content-Type"] == "text/xml; charset=utf-8"

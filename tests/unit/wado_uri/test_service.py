@@ -85,11 +85,13 @@ def test_content_type_choice():
 
 
 def test_charsets():
-    assert service._charsets(None) == ["utf-8"]
-    assert service._charsets("ISO-8859-1, utf-8;q=0.5, nonsense") == ["iso8859-1", "utf-8"]
-    assert service._charsets("utf-8;q=0, latin1") == ["iso8859-1"]
-    assert service._encode("é", "us-ascii, latin-1", html=False) == ("é".encode("latin-1"), "iso8859-1")
-    assert service._encode("é", "us-ascii", html=True) == (b"&#233;", "ascii")
+    assert service._charsets(None) == [("utf-8", "utf-8")]
+    assert service._charsets("ISO-8859-1, utf-8;q=0.5, nonsense, latin1") == [("iso-8859-1", "iso8859-1"),
+                                                                             ("utf-8", "utf-8")]
+    assert service._charsets("utf-8;q=0, latin1") == [("latin1", "iso8859-1")]
+    assert service._charsets("*") == [("utf-8", "utf-8")]
+    assert service._encode("é", "us-ascii, latin-1", html=False) == ("é".encode("latin-1"), "latin-1")
+    assert service._encode("é", "us-ascii", html=True) == (b"&#233;", "us-ascii")
     with pytest.raises(NotAcceptable):
         service._encode("é", "us-ascii", html=False)
     with pytest.raises(NotAcceptable):
