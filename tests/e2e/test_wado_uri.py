@@ -458,6 +458,15 @@ def test_presentation_state_window_flip_rotation_and_displayed_area(client):
     assert image(get(client, image_ds, columns="12", **with_ps(flipped))).size == (12, 8)
 
 
+def test_presentation_state_in_another_study(client):
+    target = mono("elsewhere", WindowCenter=750, WindowWidth=1500)
+    state = gsps(target, "elsewhere", SoftcopyVOILUTSequence=[voi(100, 50)])
+    state.StudyInstanceUID = uid("another study")
+    store(client, target, state)
+    values = np.arange(16).reshape(4, 4) * 100
+    assert np.abs(pixels(get(client, target, **with_ps(state), **PNG)) - linear(values, 100, 50)).max() <= 1
+
+
 def test_presentation_state_errors(client):
     ct = stored_sample(client, "CT_small.dcm")
     other = mono("not-referenced")
