@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -52,48 +52,67 @@ def find_instance(engine: Engine, sop_instance_uid: str):
                             .where(t.instance.c.sop_instance_uid == sop_instance_uid)).first()
 
 
-def _get_or_create(conn: Connection, table, key_column, key_value, values: dict):
-    """Primary key of the row whose ``key_column`` is ``key_value``; inserted when absent. (key, created)"""
+def _get_or_create(conn: Connection, table, key_column, key_value, values: dict, *columns):
+    """(row, created): the row whose ``key_column`` is ``key_value`` (primary key first, then ``columns``),
+    inserted from ``values`` when absent."""
     pk = table.primary_key.columns.values()[0]
-    row = conn.execute(select(pk).where(key_column == key_value)).first()
+    query = select(pk, *columns).where(key_column == key_value)
+    row = conn.execute(query).first()
     if row is not None:
-        return row[0], False
+        return row, False
     try:
         with conn.begin_nested():
-            result = conn.execute(insert(table).values(**values))
-            return result.inserted_primary_key[0], True
+            conn.execute(insert(table).values(**values))
     except IntegrityError:
-        # Another transaction committed the same row between our SELECT and INSERT.
-        row = conn.execute(select(pk).where(key_column == key_value)).first()
-        if row is None:
-            raise
-        return row[0], False
+        pass            # another transaction committed the same row between our SELECT and INSERT
+    row = conn.execute(query).first()
+    if row is None:
+        raise LookupError(f"{table.name} row {key_value!r} vanished")
+    return row, True
+
+
+_PATIENT_DEMOGRAPHICS = ("patient_name", "patient_name_match", "patient_sex", "patient_birth_date")
 
 
 def store_instance(engine: Engine, record, *, blob_key: str, blob_size: int, layout: dict | None,
                    replace: bool) -> StoreResult:
-    """Insert one instance and its parents; raise DuplicateInstance when it exists and not ``replace``."""
+    """Insert one instance and its parents; raise DuplicateInstance when it exists and not ``replace``.
+
+    The common case (patient, study and series already there) costs five statements besides the insert.
+    """
+    try:
+        return _store_instance(engine, record, blob_key, blob_size, layout, replace)
+    except IntegrityError:
+        # The transaction is rolled back; a concurrent request that stored the same SOP Instance UID
+        # first is a duplicate, any other constraint failure is the caller's processing failure.
+        if find_instance(engine, record.sop_instance_uid) is not None:
+            raise DuplicateInstance(record.sop_instance_uid) from None
+        raise
+
+
+def _store_instance(engine, record, blob_key, blob_size, layout, replace) -> StoreResult:
     now = _now()
     with write_transaction(engine) as conn:
         patient_values = dict(record.patient, identity_hash=patient_identity(record.patient))
-        patient_key, created = _get_or_create(conn, t.patient, t.patient.c.identity_hash,
-                                              patient_values["identity_hash"], patient_values)
-        if not created:
-            conn.execute(update(t.patient).where(t.patient.c.patient_key == patient_key).values(
-                patient_name=record.patient["patient_name"],
-                patient_name_match=record.patient["patient_name_match"],
-                patient_sex=record.patient["patient_sex"],
-                patient_birth_date=record.patient["patient_birth_date"]))
-        study_key, _ = _get_or_create(
+        patient, created = _get_or_create(conn, t.patient, t.patient.c.identity_hash,
+                                          patient_values["identity_hash"], patient_values,
+                                          *(t.patient.c[name] for name in _PATIENT_DEMOGRAPHICS))
+        patient_key = patient[0]
+        changed = {name: record.patient[name] for name in _PATIENT_DEMOGRAPHICS
+                   if getattr(patient, name) != record.patient[name]}
+        if changed and not created:
+            conn.execute(update(t.patient).where(t.patient.c.patient_key == patient_key).values(**changed))
+        study, _ = _get_or_create(
             conn, t.study, t.study.c.study_instance_uid, record.study_instance_uid,
             dict(record.study, patient_key=patient_key, number_of_series=0, number_of_instances=0,
                  modalities_in_study="", created_at=now, updated_at=now))
-        series_key, _ = _get_or_create(
+        study_key = study[0]
+        series, _ = _get_or_create(
             conn, t.series, t.series.c.series_instance_uid, record.series_instance_uid,
-            dict(record.series, study_key=study_key, number_of_instances=0, created_at=now, updated_at=now))
-        series_row = conn.execute(select(t.series.c.study_key, t.series.c.number_of_instances)
-                                  .where(t.series.c.series_key == series_key)).one()
-        if series_row.study_key != study_key:
+            dict(record.series, study_key=study_key, number_of_instances=0, created_at=now, updated_at=now),
+            t.series.c.study_key, t.series.c.number_of_instances)
+        series_key, series_instances = series[0], series.number_of_instances
+        if series.study_key != study_key:
             raise InstanceMovedStudy(f"series {record.series_instance_uid} is stored under another study")
 
         replaced_blob = None
@@ -106,38 +125,36 @@ def store_instance(engine: Engine, record, *, blob_key: str, blob_size: int, lay
                 raise InstanceMovedStudy(f"instance {record.sop_instance_uid} is stored in another series")
             replaced_blob = existing.blob_key
             conn.execute(delete(t.instance).where(t.instance.c.instance_key == existing.instance_key))
-            _count(conn, study_key, series_key, -1, now)
+            _count(conn, study_key, series_key, -1, series_instances, now)
+            series_instances -= 1
 
-        try:
-            with conn.begin_nested():
-                result = conn.execute(insert(t.instance).values(
-                    **record.instance, series_key=series_key, blob_key=blob_key, blob_size=blob_size,
-                    layout_json=json.dumps(layout, separators=(",", ":")) if layout is not None else None,
-                    metadata_json=record.metadata_json, created_at=now))
-        except IntegrityError:
-            # A concurrent request stored the same SOP Instance UID first, or another constraint failed.
-            if conn.execute(select(t.instance.c.instance_key)
-                            .where(t.instance.c.sop_instance_uid == record.sop_instance_uid)).first():
-                raise DuplicateInstance(record.sop_instance_uid) from None
-            raise
-        if record.request_attributes and series_row.number_of_instances == 0 and existing is None:
+        result = conn.execute(insert(t.instance).values(
+            **record.instance, series_key=series_key, blob_key=blob_key, blob_size=blob_size,
+            layout_json=json.dumps(layout, separators=(",", ":")) if layout is not None else None,
+            metadata_json=record.metadata_json, created_at=now))
+        if record.request_attributes and series_instances == 0 and existing is None:
             conn.execute(insert(t.series_request_attributes),
                          [dict(item, series_key=series_key) for item in record.request_attributes])
-        _count(conn, study_key, series_key, +1, now)
+        _count(conn, study_key, series_key, +1, series_instances, now)
         return StoreResult(result.inserted_primary_key[0], replaced_blob)
 
 
-def _count(conn: Connection, study_key: int, series_key: int, change: int, now: datetime) -> None:
-    """Move the instance counters, then derive the series count and modalities from the series rows."""
+def _count(conn: Connection, study_key: int, series_key: int, change: int, series_instances: int,
+           now: datetime) -> None:
+    """Move the instance counters; when a series becomes populated or empty, derive the study's series
+    count and modalities from its series rows (read after the update, so concurrent writers converge)."""
     conn.execute(update(t.series).where(t.series.c.series_key == series_key).values(
         number_of_instances=t.series.c.number_of_instances + change, updated_at=now))
+    # The study row is updated (and so locked) before the series rows are read: a concurrent transaction
+    # that populated another series of the study has committed by then, so the last writer counts all.
     conn.execute(update(t.study).where(t.study.c.study_key == study_key).values(
         number_of_instances=t.study.c.number_of_instances + change, updated_at=now))
-    populated = and_(t.series.c.study_key == study_key, t.series.c.number_of_instances > 0)
-    series_count = conn.execute(select(func.count()).select_from(t.series).where(populated)).scalar_one()
-    modalities = sorted(m for (m,) in conn.execute(select(t.series.c.modality).where(populated).distinct()) if m)
-    conn.execute(update(t.study).where(t.study.c.study_key == study_key).values(
-        number_of_series=series_count, modalities_in_study="\\".join(modalities)[:t.LO]))
+    if series_instances + change in (0, 1):
+        populated = and_(t.series.c.study_key == study_key, t.series.c.number_of_instances > 0)
+        modalities = [m for (m,) in conn.execute(select(t.series.c.modality).where(populated))]
+        conn.execute(update(t.study).where(t.study.c.study_key == study_key).values(
+            number_of_series=len(modalities),
+            modalities_in_study="\\".join(sorted({m for m in modalities if m}))[:t.LO]))
 
 
 def delete_orphan_parents(engine: Engine) -> None:
