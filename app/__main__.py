@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 
@@ -12,17 +13,78 @@ def _load(config):
     return load_settings(config if config else default_config_path())
 
 
+def _waitress_options(args) -> dict:
+    # STOW bodies are streamed by the app; let waitress hand them over in large buffers.
+    return dict(threads=args.threads, ident="DICOMcloud", inbuf_overflow=1 << 20,
+                max_request_body_size=1 << 40, channel_timeout=300)
+
+
 def cmd_serve(args) -> int:
     import waitress
 
     from app import create_app
-    app = create_app(args.config if args.config else None)
-    print(f"DICOMcloud serving on http://{args.host}:{args.port}/  (DICOMweb root /api, docs /swagger)",
-          flush=True)
-    waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="DICOMcloud",
-                   # STOW bodies are streamed by the app; let waitress hand them over in large buffers.
-                   inbuf_overflow=1 << 20, max_request_body_size=1 << 40, channel_timeout=300)
-    return 0
+    config = args.config if args.config else None
+    app = create_app(config)               # settings and schema checked (and SQLite created) once, up front
+    workers = args.workers
+    if workers > 1 and not hasattr(os, "fork"):
+        print("--workers > 1 needs fork (Linux/macOS); serving with one process", file=sys.stderr)
+        workers = 1
+    print(f"DICOMcloud serving on http://{args.host}:{args.port}/  (DICOMweb root /api, docs /swagger; "
+          f"{workers} worker process{'es' if workers > 1 else ''})", flush=True)
+    if workers == 1:
+        waitress.serve(app, host=args.host, port=args.port, **_waitress_options(args))
+        return 0
+    app.extensions["dicomcloud"].engine.dispose()    # no pooled connection may cross fork()
+    return _serve_prefork(args, workers, config)
+
+
+def _serve_prefork(args, workers: int, config) -> int:
+    """Several waitress processes accepting on one listening socket.
+
+    Python runs one thread of a process at a time, so on a machine with several cores concurrent STOW
+    and rendering scale with processes, not threads. The workers share nothing but the socket, the
+    index database and the blob store, exactly like stateless web workers behind IIS or App Service.
+    """
+    import signal
+    import socket
+
+    import waitress
+
+    from app import create_app
+    listener = socket.create_server((args.host, args.port), backlog=1024)
+    children: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:                               # a worker: its own app, engine and connections
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            try:
+                waitress.serve(create_app(config), sockets=[listener], **_waitress_options(args))
+            finally:
+                os._exit(0)
+        children.append(pid)
+    listener.close()
+
+    def stop(signum, _frame):
+        for child in children:
+            try:
+                os.kill(child, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    status = 0
+    for child in children:
+        while True:
+            try:
+                _, code = os.waitpid(child, 0)
+                break
+            except InterruptedError:
+                continue
+        if code and not status:
+            status = 1
+            stop(signal.SIGTERM, None)             # one worker died: stop the others, let the supervisor restart
+    return status
 
 
 def cmd_initdb(args) -> int:
@@ -42,7 +104,9 @@ def main(argv=None) -> int:
     serve.add_argument("--config", default=None, help="path to web.config (default ./web.config)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--threads", type=int, default=8)
+    serve.add_argument("--threads", type=int, default=8, help="threads per worker process")
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("DICOMCLOUD_WORKERS", "1")),
+                       help="worker processes sharing the port (default 1, or $DICOMCLOUD_WORKERS)")
     serve.set_defaults(func=cmd_serve)
     initdb = sub.add_parser("initdb", help="apply the schema scripts to the configured database")
     initdb.add_argument("--config", default=None)

@@ -99,3 +99,32 @@ def test_bad_configuration_is_reported_at_start_all_at_once(tmp_path):
     for key in ("qido:maximumResultsLimit", "app:storecommand.validateDuplicateInstance", "app:WadoRsUrl"):
         assert key in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_several_worker_processes_share_the_port(tmp_path):
+    """--workers 2: two waitress processes on one socket, one index; concurrent stores converge."""
+    import threading
+    config = write_web_config(tmp_path, {})
+    live = LiveServer(config, extra_args=["--workers", "2"])
+    try:
+        children = subprocess.run(["pgrep", "-P", str(live.process.pid)], capture_output=True, text=True)
+        assert len(children.stdout.split()) == 2
+        statuses = []
+
+        def upload(worker):
+            for batch in range(3):
+                body = multipart([make_instance("WK", "s", f"w{worker}b{batch}n{n}") for n in range(4)])
+                statuses.append(requests.post(live.url + "/api/studies", data=body, headers=stow_headers(),
+                                              timeout=60).status_code)
+
+        threads = [threading.Thread(target=upload, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert statuses == [200] * 12
+        found = requests.get(live.url + f"/api/studies?StudyInstanceUID={uid('study', 'WK')}", timeout=30).json()
+        assert found[0]["00201208"]["Value"] == [48]          # NumberOfStudyRelatedInstances
+    finally:
+        live.stop()
+    assert subprocess.run(["pgrep", "-f", "--", f"--port {live.port}"], capture_output=True).returncode == 1
