@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import os
 import platform
 import shutil
@@ -115,6 +116,9 @@ def parse_args(argv=None):
     parser.add_argument("--load-clients", type=int, default=4, help="parallel clients loading data (default 4)")
     parser.add_argument("--memory-gib", type=float, default=None,
                         help="size of the large STOW upload in GiB (default 2, quick 0.25)")
+    parser.add_argument("--ours-threads", type=int, default=None, help="`serve --threads` for our server")
+    parser.add_argument("--ours-workers", type=int, default=None,
+                        help="`serve --workers` for our server (only if its CLI has the option)")
     parser.add_argument("--no-orthanc", action="store_true", help="measure our server only")
     parser.add_argument("--no-nginx", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the servers' storage after the run")
@@ -148,10 +152,12 @@ def main(argv=None) -> int:
                "rows": [], "memory": {}, "peak_rss": {}, "probes": {}}
     servers = {}
     all_versions = {}
+    ours_factory = functools.partial(OurServer, threads=args.ours_threads, workers=args.ours_workers)
+    results["meta"]["ours_options"] = {"threads": args.ours_threads, "workers": args.ours_workers}
     try:
         main_scenarios = [s for s in args.only if s != "memory"]
         if main_scenarios:
-            servers["ours"] = OurServer(workdir / "ours").start()
+            servers["ours"] = ours_factory(workdir / "ours").start()
             if not args.no_orthanc:
                 servers["orthanc"] = OrthancServer(workdir / "orthanc").start()
             if not args.no_nginx and ({"wado", "wadouri"} & set(main_scenarios)):
@@ -163,7 +169,7 @@ def main(argv=None) -> int:
             bench = Bench(servers, data, sizes, reps, log=log, stow_batch=args.stow_batch,
                           load_clients=args.load_clients, workdir=workdir,
                           stow_rounds=args.stow_rounds or (1 if args.quick else 3),
-                          factories={"ours": OurServer, "orthanc": OrthancServer})
+                          factories={"ours": ours_factory, "orthanc": OrthancServer})
             for scenario in main_scenarios:
                 log(f"scenario {scenario}")
                 run_guarded(bench, scenario, getattr(bench, scenario))
@@ -179,7 +185,7 @@ def main(argv=None) -> int:
         if "memory" in args.only:
             frames = int(memory_gib * 2**30 / (512 * 512 * 2))
             log(f"scenario memory: one {frames}-frame instance ({frames * 512 * 512 * 2 / 2**30:.2f} GiB) by STOW")
-            candidates = [("ours", lambda: OurServer(workdir / "mem-ours"))]
+            candidates = [("ours", lambda: ours_factory(workdir / "mem-ours"))]
             if not args.no_orthanc:
                 candidates.append(("orthanc", lambda: OrthancServer(workdir / "mem-orthanc")))
             for name, make in candidates:

@@ -221,9 +221,11 @@ class OurServer(Server):
     health_path = "/health"
     dicomweb = "/api"
 
-    def __init__(self, folder: Path, threads: int | None = None, settings: dict | None = None):
+    def __init__(self, folder: Path, threads: int | None = None, settings: dict | None = None,
+                 workers: int | None = None):
         super().__init__(folder)
         self.threads = threads
+        self.workers = workers
         self.settings = {"app:PacsStorageConnection": "|DataDirectory|/Storage",
                          "app:PacsDataArchieve": "sqlite:///|DataDirectory|/pacs.sqlite3",
                          "qido:maximumResultsLimit": "1000"}
@@ -240,6 +242,8 @@ class OurServer(Server):
                "--host", "127.0.0.1", "--port", str(self.port)]
         if self.threads:
             cmd += ["--threads", str(self.threads)]
+        if self.workers:                      # `serve --workers N` (forked processes); RSS is summed over them
+            cmd += ["--workers", str(self.workers)]
         return cmd
 
     def cwd(self):
