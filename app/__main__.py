@@ -83,7 +83,7 @@ def _serve_prefork(args, workers: int, config) -> int:
                 continue
         if code and not status:
             status = 1
-            stop(signal.SIGTERM, None)             # one worker died: stop the others, let the supervisor restart
+            stop(signal.SIGTERM, None)     # a worker died: stop the others; the supervisor restarts
     return status
 
 
@@ -95,6 +95,36 @@ def cmd_initdb(args) -> int:
     version = apply_schema(engine)
     print(f"schema at version {version} on {engine.dialect.name}")
     return 0
+
+
+def cmd_import(args) -> int:
+    """Store files and folders (recursively) through the STOW-RS code, without HTTP."""
+    from pathlib import Path
+
+    from app import create_app
+    from app.stow.service import StoreContext, StoreOutcome, store_files
+    app = create_app(args.config if args.config else None)
+    services = app.extensions["dicomcloud"]
+    settings = services.settings
+    ctx = StoreContext(engine=services.engine, storage=services.storage, temp_dir=str(services.temp_dir),
+                       retrieve_base=settings.wado_rs_url or "",
+                       validate_duplicates=settings.validate_duplicate_instance,
+                       deidentifier=services.deidentifier if settings.enable_anonymizer else None)
+
+    def files():
+        for name in args.paths:
+            path = Path(name)
+            if path.is_dir():
+                yield from sorted(p for p in path.rglob("*") if p.is_file() and p.name != "manifest.json")
+            else:
+                yield path
+
+    outcome = StoreOutcome()
+    store_files(files(), ctx, outcome)
+    for failure in outcome.failed:
+        print("failed:", failure.get("00000902", {}).get("Value", ["?"])[0], file=sys.stderr)
+    print(f"stored {len(outcome.referenced)}, failed {len(outcome.failed)}")
+    return 0 if not outcome.failed else 1
 
 
 def main(argv=None) -> int:
@@ -111,6 +141,10 @@ def main(argv=None) -> int:
     initdb = sub.add_parser("initdb", help="apply the schema scripts to the configured database")
     initdb.add_argument("--config", default=None)
     initdb.set_defaults(func=cmd_initdb)
+    importer = sub.add_parser("import", help="store DICOM files/folders through the STOW-RS code (no HTTP)")
+    importer.add_argument("--config", default=None)
+    importer.add_argument("paths", nargs="+", help="Part-10 files or folders (searched recursively)")
+    importer.set_defaults(func=cmd_import)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from app.errors import ConfigurationError, SchemaVersionError

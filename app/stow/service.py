@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -97,6 +98,25 @@ def store_request(stream: BinaryIO, content_type: str | None, url_study_uid: str
     finally:
         for part in collected:
             part.discard()
+    return outcome
+
+
+def store_files(paths, ctx: StoreContext, outcome: StoreOutcome | None = None) -> StoreOutcome:
+    """Store Part-10 files from disk through exactly the STOW-RS path (bulk import, benchmarks).
+
+    Each file is copied to the spool folder first, so the caller's files are never moved or changed.
+    """
+    os.makedirs(ctx.temp_dir, exist_ok=True)
+    outcome = outcome or StoreOutcome()
+    for source in paths:
+        fd, path = tempfile.mkstemp(prefix="import-", suffix=".dcm", dir=ctx.temp_dir)
+        try:
+            with os.fdopen(fd, "wb") as target, open(source, "rb") as handle:
+                shutil.copyfileobj(handle, target, 1 << 20)
+            _store_file(path, str(source), None, ctx, outcome)
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
     return outcome
 
 
