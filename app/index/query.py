@@ -401,7 +401,14 @@ def build_select(conn, search: Search):
     statement = select(*columns).select_from(source)
     for clause in _where(conn, search.level, search.conditions):
         statement = statement.where(clause)
-    return statement.order_by(order).limit(search.limit).offset(search.offset)
+    orders = [order]
+    if search.level == STUDY and any(c.keyword == "StudyDate" and not isinstance(c.match, ZonedRange)
+                                     for c in search.conditions):
+        # ix_study_study_date is (study_date, study_key): read in that order, a date range with a limit
+        # stops after `limit` rows instead of sorting every study of the range (10x the studies must
+        # not mean 10x the time). Still a total, stable order, so pages never overlap or skip.
+        orders = [_ST.study_date, order]
+    return statement.order_by(*orders).limit(search.limit).offset(search.offset)
 
 
 def search(engine: Engine, search: Search) -> list[dict]:

@@ -106,3 +106,14 @@ def test_fuzzy_matching_reads_the_name_index_not_the_tables(engine):
     print(f"\n[{engine.dialect.name}] fuzzy PatientName:\n    " + "\n    ".join(plan))
     if engine.dialect.name == "sqlite":
         assert not _table_scans(engine, plan), plan
+
+
+def test_date_range_with_limit_reads_the_date_index_in_order(engine):
+    """No sort of every study in the range: the index order is the result order, so LIMIT stops early."""
+    plan = explain(engine, search_statement(engine, "study", [("StudyDate", "20200101-20201231"),
+                                                              ("limit", "25")], None))
+    text = "\n".join(plan)
+    if engine.dialect.name == "sqlite":
+        assert "USE TEMP B-TREE FOR ORDER BY" not in text, plan
+    else:
+        assert "Sort" not in text, plan
