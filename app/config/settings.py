@@ -62,7 +62,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Base URL of WADO-RS used in RetrieveURL and BulkDataURI values, e.g. https://pacs/api. "
             "Empty: derived from each request's host and scheme."),
     Setting("app:WadoUriUrl", "wado_uri_url", _parse_str, "",
-            "Base URL of WADO-URI, e.g. https://pacs/api/wadouri. Empty: derived from the request."),
+            "Base URL of WADO-URI, e.g. https://pacs/api/wadouri. Accepted (and validated) so DICOMcloud "
+            "web.config files keep working; no response of this version carries a WADO-URI URL."),
     Setting("app:storecommand.validateDuplicateInstance", "validate_duplicate_instance", _parse_bool, "true",
             "true: storing an existing SOP Instance UID fails with reason 0x0111 (duplicate). "
             "false: the new object replaces the stored one atomically."),
