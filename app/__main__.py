@@ -25,6 +25,10 @@ def cmd_serve(args) -> int:
     from app import create_app
     config = args.config if args.config else None
     app = create_app(config)               # settings and schema checked (and SQLite created) once, up front
+    # waitress receives each request body completely before calling the app, spooling large bodies to a
+    # temporary file: put that file in app:tempDirectory (beside the storage), not in the system's /tmp.
+    import tempfile
+    tempfile.tempdir = str(app.extensions["dicomcloud"].temp_dir)
     workers = args.workers
     if workers > 1 and not hasattr(os, "fork"):
         print("--workers > 1 needs fork (Linux/macOS); serving with one process", file=sys.stderr)

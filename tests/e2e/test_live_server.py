@@ -128,3 +128,38 @@ def test_several_worker_processes_share_the_port(tmp_path):
     finally:
         live.stop()
     assert subprocess.run(["pgrep", "-f", "--", f"--port {live.port}"], capture_output=True).returncode == 1
+
+
+def test_request_bodies_are_spooled_in_the_configured_temp_directory(tmp_path):
+    """waitress buffers a whole upload before the app runs; that buffer must not land in the system /tmp."""
+    import os
+    import threading
+    import time
+    config = write_web_config(tmp_path, {})
+    live = LiveServer(config)
+    spool = (tmp_path / "App_Data" / "tmp").resolve()
+    seen = []
+
+    def watch():
+        deadline = time.time() + 60
+        while time.time() < deadline and not seen:
+            for fd in os.listdir(f"/proc/{live.process.pid}/fd"):
+                try:
+                    target = os.readlink(f"/proc/{live.process.pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if target.startswith(str(spool)) and "(deleted)" in target:
+                    seen.append(target)
+            time.sleep(0.005)
+
+    try:
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        response = requests.post(live.url + "/api/studies", data=huge_instance_stream("SPOOL", 256),
+                                 headers={"Content-Type": 'multipart/related; type="application/dicom"; '
+                                                          'boundary=big'}, timeout=120)
+        watcher.join()
+        assert response.status_code == 200, response.text
+        assert seen, "no request buffer found in app:tempDirectory"
+    finally:
+        live.stop()
