@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -76,79 +78,131 @@ _PATIENT_DEMOGRAPHICS = ("patient_name", "patient_name_match", "patient_sex", "p
 
 def store_instance(engine: Engine, record, *, blob_key: str, blob_size: int, layout: dict | None,
                    replace: bool) -> StoreResult:
-    """Insert one instance and its parents; raise DuplicateInstance when it exists and not ``replace``.
+    """Insert one instance and its parents; raise DuplicateInstance when it exists and not ``replace``."""
+    (result,) = store_batch(engine, [(record, blob_key, blob_size, layout)], replace=replace)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+class _RetryBatch(Exception):
+    """The database chose this transaction as a deadlock victim: undo all of it and run it again."""
+
+
+_RETRYABLE = ("deadlock detected", "could not serialize", "database is locked", "deadlocked on lock")
+
+
+def store_batch(engine: Engine, items: list, *, replace: bool, attempts: int = 4) -> list:
+    """Index several instances in one transaction, each in its own savepoint.
+
+    ``items`` are (record, blob_key, blob_size, layout). Returns, per item, a StoreResult or the exception
+    that refused it (DuplicateInstance, InstanceMovedStudy, or a database error). One COMMIT for the batch
+    instead of one per instance: a STOW-RS request of many parts pays the journal sync once. If the
+    COMMIT itself fails, every item of the batch reports that error and nothing of it is stored. A batch
+    that loses a deadlock (two requests adding instances to the same studies) is rolled back and retried.
+    """
+    for attempt in range(attempts):
+        try:
+            return _store_batch_once(engine, items, replace)
+        except _RetryBatch as retry:
+            if attempt == attempts - 1:
+                return [retry.__cause__ or retry] * len(items)
+            time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _store_batch_once(engine: Engine, items: list, replace: bool) -> list:
+    results: list = [None] * len(items)
+    try:
+        with write_transaction(engine) as conn:
+            for index, (record, blob_key, blob_size, layout) in enumerate(items):
+                try:
+                    with conn.begin_nested():
+                        results[index] = _store_in(conn, record, blob_key, blob_size, layout, replace)
+                except (DuplicateInstance, InstanceMovedStudy) as refused:
+                    results[index] = refused
+                except IntegrityError as error:
+                    # A concurrent request stored the same SOP Instance UID first: a duplicate. Any
+                    # other constraint failure is the caller's processing failure.
+                    stored = conn.execute(select(t.instance.c.instance_key).where(
+                        t.instance.c.sop_instance_uid == record.sop_instance_uid)).first()
+                    results[index] = DuplicateInstance(record.sop_instance_uid) if stored else error
+                except Exception as error:     # reported per item; the savepoint undid its statements
+                    if any(text in str(error).lower() for text in _RETRYABLE):
+                        raise _RetryBatch() from error
+                    results[index] = error
+    except _RetryBatch:
+        raise
+    except Exception as error:
+        if any(text in str(error).lower() for text in _RETRYABLE):
+            raise _RetryBatch() from error
+        return [r if isinstance(r, (DuplicateInstance, InstanceMovedStudy)) else error for r in results]
+    return results
+
+
+def _store_in(conn: Connection, record, blob_key, blob_size, layout, replace) -> StoreResult:
+    """The statements of one instance inside the caller's transaction.
 
     The common case (patient, study and series already there) costs five statements besides the insert.
     """
-    try:
-        return _store_instance(engine, record, blob_key, blob_size, layout, replace)
-    except IntegrityError:
-        # The transaction is rolled back; a concurrent request that stored the same SOP Instance UID
-        # first is a duplicate, any other constraint failure is the caller's processing failure.
-        if find_instance(engine, record.sop_instance_uid) is not None:
-            raise DuplicateInstance(record.sop_instance_uid) from None
-        raise
-
-
-def _store_instance(engine, record, blob_key, blob_size, layout, replace) -> StoreResult:
     now = _now()
-    with write_transaction(engine) as conn:
-        patient_values = dict(record.patient, identity_hash=patient_identity(record.patient))
-        patient, created = _get_or_create(conn, t.patient, t.patient.c.identity_hash,
-                                          patient_values["identity_hash"], patient_values,
-                                          *(t.patient.c[name] for name in _PATIENT_DEMOGRAPHICS))
-        patient_key = patient[0]
-        changed = {name: record.patient[name] for name in _PATIENT_DEMOGRAPHICS
-                   if getattr(patient, name) != record.patient[name]}
-        if changed and not created:
-            conn.execute(update(t.patient).where(t.patient.c.patient_key == patient_key).values(**changed))
-        study, _ = _get_or_create(
-            conn, t.study, t.study.c.study_instance_uid, record.study_instance_uid,
-            dict(record.study, patient_key=patient_key, number_of_series=0, number_of_instances=0,
-                 modalities_in_study="", created_at=now, updated_at=now))
-        study_key = study[0]
-        series, _ = _get_or_create(
-            conn, t.series, t.series.c.series_instance_uid, record.series_instance_uid,
-            dict(record.series, study_key=study_key, number_of_instances=0, created_at=now, updated_at=now),
-            t.series.c.study_key, t.series.c.number_of_instances)
-        series_key, series_instances = series[0], series.number_of_instances
-        if series.study_key != study_key:
-            raise InstanceMovedStudy(f"series {record.series_instance_uid} is stored under another study")
+    patient_values = dict(record.patient, identity_hash=patient_identity(record.patient))
+    patient, created = _get_or_create(conn, t.patient, t.patient.c.identity_hash,
+                                      patient_values["identity_hash"], patient_values,
+                                      *(t.patient.c[name] for name in _PATIENT_DEMOGRAPHICS))
+    patient_key = patient[0]
+    changed = {name: record.patient[name] for name in _PATIENT_DEMOGRAPHICS
+               if getattr(patient, name) != record.patient[name]}
+    if changed and not created:
+        conn.execute(update(t.patient).where(t.patient.c.patient_key == patient_key).values(**changed))
+    study, _ = _get_or_create(
+        conn, t.study, t.study.c.study_instance_uid, record.study_instance_uid,
+        dict(record.study, patient_key=patient_key, number_of_series=0, number_of_instances=0,
+             modalities_in_study="", created_at=now, updated_at=now))
+    study_key = study[0]
+    series, _ = _get_or_create(
+        conn, t.series, t.series.c.series_instance_uid, record.series_instance_uid,
+        dict(record.series, study_key=study_key, number_of_instances=0, created_at=now, updated_at=now),
+        t.series.c.study_key, t.series.c.number_of_instances)
+    series_key, series_instances = series[0], series.number_of_instances
+    if series.study_key != study_key:
+        raise InstanceMovedStudy(f"series {record.series_instance_uid} is stored under another study")
 
-        replaced_blob = None
-        existing = conn.execute(select(t.instance.c.instance_key, t.instance.c.blob_key, t.instance.c.series_key)
-                                .where(t.instance.c.sop_instance_uid == record.sop_instance_uid)).first()
-        if existing is not None:
-            if not replace:
-                raise DuplicateInstance(record.sop_instance_uid)
-            if existing.series_key != series_key:
-                raise InstanceMovedStudy(f"instance {record.sop_instance_uid} is stored in another series")
-            replaced_blob = existing.blob_key
-            conn.execute(delete(t.instance).where(t.instance.c.instance_key == existing.instance_key))
-            _count(conn, study_key, series_key, -1, series_instances, now)
-            series_instances -= 1
+    replaced_blob = None
+    existing = conn.execute(select(t.instance.c.instance_key, t.instance.c.blob_key, t.instance.c.series_key)
+                            .where(t.instance.c.sop_instance_uid == record.sop_instance_uid)).first()
+    if existing is not None:
+        if not replace:
+            raise DuplicateInstance(record.sop_instance_uid)
+        if existing.series_key != series_key:
+            raise InstanceMovedStudy(f"instance {record.sop_instance_uid} is stored in another series")
+        replaced_blob = existing.blob_key
+        conn.execute(delete(t.instance).where(t.instance.c.instance_key == existing.instance_key))
+        _count(conn, study_key, series_key, -1, series_instances, now)
+        series_instances -= 1
 
-        result = conn.execute(insert(t.instance).values(
-            **record.instance, series_key=series_key, blob_key=blob_key, blob_size=blob_size,
-            layout_json=json.dumps(layout, separators=(",", ":")) if layout is not None else None,
-            metadata_json=record.metadata_json, created_at=now))
-        if record.request_attributes and series_instances == 0 and existing is None:
-            conn.execute(insert(t.series_request_attributes),
-                         [dict(item, series_key=series_key) for item in record.request_attributes])
-        _count(conn, study_key, series_key, +1, series_instances, now)
-        return StoreResult(result.inserted_primary_key[0], replaced_blob)
+    result = conn.execute(insert(t.instance).values(
+        **record.instance, series_key=series_key, blob_key=blob_key, blob_size=blob_size,
+        layout_json=json.dumps(layout, separators=(",", ":")) if layout is not None else None,
+        metadata_json=record.metadata_json, created_at=now))
+    if record.request_attributes and series_instances == 0 and existing is None:
+        conn.execute(insert(t.series_request_attributes),
+                     [dict(item, series_key=series_key) for item in record.request_attributes])
+    _count(conn, study_key, series_key, +1, series_instances, now)
+    return StoreResult(result.inserted_primary_key[0], replaced_blob)
 
 
 def _count(conn: Connection, study_key: int, series_key: int, change: int, series_instances: int,
            now: datetime) -> None:
     """Move the instance counters; when a series becomes populated or empty, derive the study's series
     count and modalities from its series rows (read after the update, so concurrent writers converge)."""
-    conn.execute(update(t.series).where(t.series.c.series_key == series_key).values(
-        number_of_instances=t.series.c.number_of_instances + change, updated_at=now))
-    # The study row is updated (and so locked) before the series rows are read: a concurrent transaction
-    # that populated another series of the study has committed by then, so the last writer counts all.
+    # The study row is updated (and so locked) first: every writer of a study takes its locks in the same
+    # order (study, then series), so batches of instances do not deadlock on each other; and when the
+    # series rows are read below, a concurrent transaction that populated another series has committed.
     conn.execute(update(t.study).where(t.study.c.study_key == study_key).values(
         number_of_instances=t.study.c.number_of_instances + change, updated_at=now))
+    conn.execute(update(t.series).where(t.series.c.series_key == series_key).values(
+        number_of_instances=t.series.c.number_of_instances + change, updated_at=now))
     if series_instances + change in (0, 1):
         populated = and_(t.series.c.study_key == study_key, t.series.c.number_of_instances > 0)
         modalities = [m for (m,) in conn.execute(select(t.series.c.modality).where(populated))]

@@ -49,6 +49,7 @@ class StoreOutcome:
     warned: int = 0
     study_uids: set = field(default_factory=set)
     url_study_uid: str | None = None
+    pending: list = field(default_factory=list)   # blobs written, index rows not yet committed
 
     @property
     def http_status(self) -> int:
@@ -83,11 +84,14 @@ def store_request(stream: BinaryIO, content_type: str | None, url_study_uid: str
     parts = iter_parts(stream, boundary, ctx.temp_dir, max_header_bytes=ctx.max_header_bytes,
                        max_body_bytes=ctx.max_request_bytes)
     if root == media.DICOM:
-        for part in parts:
-            try:
-                _store_dicom_part(part, url_study_uid, ctx, outcome)
-            finally:
-                part.discard()
+        try:
+            for part in parts:
+                try:
+                    _store_dicom_part(part, url_study_uid, ctx, outcome)
+                finally:
+                    part.discard()
+        finally:
+            flush(ctx, outcome)     # also when the body turns out truncated: finished parts are kept
         return outcome
 
     collected: list[Part] = []
@@ -96,6 +100,7 @@ def store_request(stream: BinaryIO, content_type: str | None, url_study_uid: str
             collected.append(part)
         _store_metadata_parts(collected, root, url_study_uid, ctx, outcome)
     finally:
+        flush(ctx, outcome)
         for part in collected:
             part.discard()
     return outcome
@@ -117,6 +122,7 @@ def store_files(paths, ctx: StoreContext, outcome: StoreOutcome | None = None) -
         finally:
             if os.path.exists(path):
                 os.unlink(path)
+    flush(ctx, outcome)
     return outcome
 
 
@@ -166,9 +172,14 @@ def _deidentify(path: str, ctx: StoreContext) -> None:
                               exc.message) from exc
 
 
+INDEX_BATCH = 16
+"""Instances whose index rows are committed together (one journal sync per batch, not per instance)."""
+
+
 def _commit(path: str, label: str, inspected: InspectedInstance, ctx: StoreContext,
             outcome: StoreOutcome) -> None:
-    """Blob, then index; the blob is removed again if the index refuses the instance."""
+    """Blob first; its index row is queued and committed by ``flush`` (the blob is removed again if the
+    index refuses the instance), so an instance is visible only once its bytes are safely stored."""
     key = new_key()
     try:
         size = ctx.storage.put_file(key, path, move=True)
@@ -178,28 +189,40 @@ def _commit(path: str, label: str, inspected: InspectedInstance, ctx: StoreConte
         _fail(outcome, reason, f"{label}: the file could not be written to storage",
               inspected.sop_class_uid, inspected.sop_instance_uid)
         return
-    try:
-        result = index_store.store_instance(ctx.engine, inspected, blob_key=key, blob_size=size,
-                                            layout=inspected.layout, replace=not ctx.validate_duplicates)
-    except index_store.DuplicateInstance:
-        _discard_blob(ctx, key)
-        _fail(outcome, status.DUPLICATE_SOP_INSTANCE,
-              f"{label}: SOP Instance {inspected.sop_instance_uid} is already stored",
-              inspected.sop_class_uid, inspected.sop_instance_uid)
+    outcome.pending.append((label, inspected, key, size))
+    if len(outcome.pending) >= INDEX_BATCH:
+        flush(ctx, outcome)
+
+
+def flush(ctx: StoreContext, outcome: StoreOutcome) -> None:
+    """Commit the queued index rows in one transaction and report each instance."""
+    pending, outcome.pending = outcome.pending, []
+    if not pending:
         return
-    except index_store.InstanceMovedStudy as exc:
-        _discard_blob(ctx, key)
-        _fail(outcome, status.DATA_SET_DOES_NOT_MATCH, f"{label}: {exc}",
-              inspected.sop_class_uid, inspected.sop_instance_uid)
-        return
-    except Exception:
-        log.exception("%s: index insert failed", label)
-        _discard_blob(ctx, key)
-        _fail(outcome, status.PROCESSING_FAILURE, f"{label}: the index could not record the instance",
-              inspected.sop_class_uid, inspected.sop_instance_uid)
-        return
-    if result.replaced_blob_key:
-        _discard_blob(ctx, result.replaced_blob_key)
+    results = index_store.store_batch(
+        ctx.engine, [(inspected, key, size, inspected.layout) for _, inspected, key, size in pending],
+        replace=not ctx.validate_duplicates)
+    for (label, inspected, key, _), result in zip(pending, results):
+        if isinstance(result, Exception):
+            _discard_blob(ctx, key)
+            if isinstance(result, index_store.DuplicateInstance):
+                _fail(outcome, status.DUPLICATE_SOP_INSTANCE,
+                      f"{label}: SOP Instance {inspected.sop_instance_uid} is already stored",
+                      inspected.sop_class_uid, inspected.sop_instance_uid)
+            elif isinstance(result, index_store.InstanceMovedStudy):
+                _fail(outcome, status.DATA_SET_DOES_NOT_MATCH, f"{label}: {result}",
+                      inspected.sop_class_uid, inspected.sop_instance_uid)
+            else:
+                log.error("%s: index insert failed: %s: %s", label, type(result).__name__, result)
+                _fail(outcome, status.PROCESSING_FAILURE, f"{label}: the index could not record the instance",
+                      inspected.sop_class_uid, inspected.sop_instance_uid)
+            continue
+        if result.replaced_blob_key:
+            _discard_blob(ctx, result.replaced_blob_key)
+        _reference(outcome, inspected, ctx)
+
+
+def _reference(outcome: StoreOutcome, inspected: InspectedInstance, ctx: StoreContext) -> None:
     outcome.study_uids.add(inspected.study_instance_uid)
     item = {
         "00081150": {"vr": "UI", "Value": [inspected.sop_class_uid]},

@@ -95,3 +95,25 @@ def test_initdb_command_prepares_a_server_database(postgres_url, tmp_path):
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         assert "schema at version 1 on postgresql" in done.stdout
+
+
+def test_concurrent_batches_spanning_studies_converge(database_app):
+    """Requests whose parts interleave two studies and four series: index batches lock the same rows in
+    different orders, so deadlocks must be retried, never reported as failures."""
+    app = database_app
+    statuses = []
+
+    def upload(worker):
+        client = app.test_client()
+        for batch in range(2):
+            parts = [make_instance("XY"[(worker + n) % 2], f"series{n % 2}", f"w{worker}b{batch}n{n}")
+                     for n in range(12)]
+            response = client.post("/api/studies", data=multipart(parts), headers=stow_headers())
+            statuses.append((response.status_code, response.get_json().get("00081198")))
+
+    _run_threads(upload, 4)
+    assert [code for code, _ in statuses] == [200] * 8, statuses
+    with app.extensions["dicomcloud"].engine.connect() as conn:
+        studies = conn.execute(select(t.study.c.number_of_series, t.study.c.number_of_instances)).all()
+        assert sorted(tuple(row) for row in studies) == [(2, 48), (2, 48)]
+        assert sorted(conn.execute(select(t.series.c.number_of_instances)).scalars()) == [24, 24, 24, 24]
