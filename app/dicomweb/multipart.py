@@ -187,3 +187,11 @@ def write_multipart(boundary: str, parts: Iterable[tuple[dict[str, str], Iterabl
             if chunk:
                 yield chunk
     yield (b"" if first else b"\r\n") + f"--{boundary}--\r\n".encode("latin-1")
+
+
+def multipart_length(boundary: str, parts: list[tuple[dict[str, str], int]]) -> int:
+    """The exact byte length ``write_multipart`` produces for parts of known sizes (for Content-Length)."""
+    total = 0
+    for index, (headers, size) in enumerate(parts):
+        total += (2 if index else 0) + len(part_header(boundary, headers)) + size
+    return total + (2 if parts else 0) + len(f"--{boundary}--\r\n".encode("latin-1"))

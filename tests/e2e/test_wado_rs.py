@@ -831,3 +831,22 @@ def test_retrieval_on_postgresql(make_app, postgres_url):
     ((_, frame),) = _frames(client, paths(dose)[2] + "/frames/7")
     assert frame == dose.PixelData[6 * size:7 * size]
     assert client.get(series.replace(ds.SeriesInstanceUID, "1.2.3") + "/metadata").status_code == 404
+
+
+def test_stored_bytes_go_out_with_an_exact_content_length(client):
+    """Pass-through study retrieval declares Content-Length (no chunked coding), and it is exact."""
+    names = ["CT_small.dcm", "MR_small_RLE.dcm"]
+    for name in names:
+        assert client.post("/api/studies", data=multipart([sample_bytes(name)]),
+                           headers=stow_headers()).status_code == 200
+    ds = pydicom.dcmread(sample_path("CT_small.dcm"), stop_before_pixels=True)
+    response = client.get(f"/api/studies/{ds.StudyInstanceUID}",
+                          headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
+    body = response.get_data()
+    assert response.status_code == 200
+    assert int(response.headers["Content-Length"]) == len(body)
+    assert sample_bytes("CT_small.dcm") in body
+    transcoded = client.get(f"/api/studies/{ds.StudyInstanceUID}",
+                            headers={"Accept": 'multipart/related; type="application/dicom"; '
+                                               'transfer-syntax=1.2.840.10008.1.2'})
+    assert transcoded.status_code == 200 and "Content-Length" not in transcoded.headers

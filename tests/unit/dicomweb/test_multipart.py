@@ -508,3 +508,14 @@ def test_part_header_format():
     assert part_header("b", {"Content-Type": "application/dicom", "Content-Location": "x"}) == \
         b"--b\r\nContent-Type: application/dicom\r\nContent-Location: x\r\n\r\n"
     assert part_header("b", {}) == b"--b\r\n\r\n"
+
+
+def test_multipart_length_matches_what_write_multipart_writes():
+    from app.dicomweb.multipart import multipart_length
+    parts = [({"Content-Type": "application/dicom", "Content-Location": "http://x/1"}, b"a" * 1000),
+             ({"Content-Type": "application/dicom; transfer-syntax=1.2.840.10008.1.2.1"}, b""),
+             ({}, b"\r\n--b\r\n" * 7)]
+    for count in range(len(parts) + 1):
+        chosen = parts[:count]
+        written = b"".join(write_multipart("b-1", ((h, [body]) for h, body in chosen)))
+        assert multipart_length("b-1", [(h, len(body)) for h, body in chosen]) == len(written)
