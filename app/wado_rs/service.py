@@ -182,7 +182,7 @@ def _transcode(ctx: RetrieveContext, row, target: str) -> str:
 
 def _instance_bytes(ctx: RetrieveContext, row, target: str, path: str | None = None) -> Iterator[bytes]:
     if target == row.transfer_syntax_uid:
-        yield from ctx.storage.iter_range(row.blob_key, 0, None)
+        yield from ctx.storage.iter_range(row.blob_key, 0, None, chunk_size=1 << 20)
         return
     if path is None:
         try:
