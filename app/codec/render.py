@@ -163,8 +163,46 @@ def effective_window(header: Dataset, window: Window | None,
     return _window_of(header)
 
 
+def _modality_values(arr: np.ndarray, header: Dataset, presentation: PresentationEffects | None) -> np.ndarray:
+    if presentation is not None and presentation.rescale is not None:
+        slope, intercept = presentation.rescale
+        return arr.astype(np.float64) * slope + intercept
+    return apply_modality_lut(arr, header).astype(np.float64)
+
+
+def _windowed_by_table(arr: np.ndarray, header: Dataset, window: Window | None,
+                       presentation: PresentationEffects | None) -> np.ndarray | None:
+    """The same Modality LUT + window computed once per stored value, then looked up per pixel.
+
+    An integer image has at most a few thousand distinct values; mapping those instead of every pixel
+    gives identical output at a fraction of the floating-point work. Without a window the full range is
+    shown, which needs the image's extremes: the table gives them only when the Modality LUT is a linear
+    rescale (monotonic). None when the table does not apply or would not pay off.
+    """
+    if arr.dtype.kind not in "iu" or arr.size < 4096:
+        return None
+    if window is None and ("ModalityLUTSequence" in header or "VOILUTSequence" in header or (
+            presentation is not None and presentation.voi_lut is not None)):
+        return None
+    low, high = int(arr.min()), int(arr.max())
+    if high - low >= min(arr.size, 1 << 20):
+        return None
+    values = _modality_values(np.arange(low, high + 1, dtype=arr.dtype), header, presentation)
+    if window is not None:
+        table = _apply_window(values, window)
+    else:
+        table = _to_uint8(values, float(values.min()), float(values.max()))
+    return table[np.subtract(arr, low, dtype=np.int32)]
+
+
 def _grayscale(arr: np.ndarray, header: Dataset, window: Window | None,
                presentation: PresentationEffects | None = None) -> np.ndarray:
+    chosen = effective_window(header, window, presentation)
+    gray = _windowed_by_table(arr, header, chosen, presentation)
+    if gray is not None:
+        inverted = presentation.inverse if presentation is not None else \
+            str(header.get("PhotometricInterpretation", "")) == "MONOCHROME1"
+        return 255 - gray if inverted else gray
     if presentation is not None and presentation.rescale is not None:
         slope, intercept = presentation.rescale
         values = arr.astype(np.float64) * slope + intercept

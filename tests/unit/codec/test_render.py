@@ -139,3 +139,30 @@ def test_effects_refuse_other_objects_and_references_are_checked():
     state = gsps(ReferencedSeriesSequence=[series])
     assert ps.references(state, "1.2", "1.2.1")
     assert not ps.references(state, "1.2", "1.2.2") and not ps.references(state, "1.3", "1.2.1")
+
+
+@pytest.mark.parametrize("dtype, slope, intercept, window", [
+    ("uint16", 1.0, -1024.0, (40.0, 400.0)),
+    ("int16", 2.5, 10.0, (0.0, 2000.0)),
+    ("uint16", -1.0, 4095.0, None),
+    ("int16", 1.0, 0.0, None),
+    ("uint8", 1.0, 0.0, (128.0, 50.0)),
+])
+def test_table_lookup_equals_per_pixel_arithmetic(dtype, slope, intercept, window):
+    """The per-value table is an optimisation only: its output must equal the per-pixel computation."""
+    import numpy as np
+    from pydicom.dataset import Dataset
+
+    from app.codec import render
+    rng = np.random.default_rng(7)
+    info = np.iinfo(dtype)
+    arr = rng.integers(max(info.min, -3000), min(info.max, 4095), size=(128, 96)).astype(dtype)
+    header = Dataset()
+    header.RescaleSlope, header.RescaleIntercept = slope, intercept
+    header.PhotometricInterpretation = "MONOCHROME2"
+    chosen = render.Window(window[0], window[1], "linear") if window else None
+    fast = render._windowed_by_table(arr, header, chosen, None)
+    values = render._modality_values(arr, header, None)
+    slow = render._apply_window(values, chosen) if chosen else render._to_uint8(values, values.min(), values.max())
+    assert fast is not None
+    assert np.array_equal(fast, slow)
