@@ -62,7 +62,9 @@ def _serve_prefork(args, workers: int, config) -> int:
         if pid == 0:                               # a worker: its own app, engine and connections
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             try:
-                waitress.serve(create_app(config), sockets=[listener], **_waitress_options(args))
+                # The parent applied and checked the schema already; a worker only connects.
+                waitress.serve(create_app(config, upgrade_schema=False), sockets=[listener],
+                               **_waitress_options(args))
             finally:
                 os._exit(0)
         children.append(pid)
@@ -109,17 +111,13 @@ def cmd_import(args) -> int:
     from app.stow.service import StoreContext, StoreOutcome, store_files
     app = create_app(args.config if args.config else None)
     services = app.extensions["dicomcloud"]
-    settings = services.settings
-    ctx = StoreContext(engine=services.engine, storage=services.storage, temp_dir=str(services.temp_dir),
-                       retrieve_base=settings.wado_rs_url or "",
-                       validate_duplicates=settings.validate_duplicate_instance,
-                       deidentifier=services.deidentifier if settings.enable_anonymizer else None)
+    ctx = StoreContext.for_services(services, services.settings.wado_rs_url or "")
 
     def files():
         for name in args.paths:
             path = Path(name)
             if path.is_dir():
-                yield from sorted(p for p in path.rglob("*") if p.is_file() and p.name != "manifest.json")
+                yield from sorted(p for p in path.rglob("*") if p.is_file())
             else:
                 yield path
 

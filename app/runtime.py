@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask import current_app, request
+from flask import Response, current_app, request
 
 
 @dataclass
@@ -29,3 +29,14 @@ def wado_rs_base() -> str:
     if configured:
         return configured.rstrip("/")
     return request.url_root.rstrip("/") + "/api"
+
+
+def respond(reply) -> Response:
+    """A service's Reply (app/dicomweb/reply.py) as a streamed Flask Response; the body is chosen by
+    the Accept header, so caches are told so."""
+    response = Response(reply.body, status=reply.status, content_type=reply.content_type,
+                        direct_passthrough=True)
+    for name, value in reply.headers.items():
+        response.headers[name] = value
+    response.headers.setdefault("Vary", "Accept")
+    return response

@@ -237,7 +237,7 @@ def _inspect(ds: Dataset, sop_class: str, sop_instance: str) -> InspectedInstanc
 
 
 def _vr_of(raw, tag: int, bits_allocated: int) -> str:
-    vr = raw.VR if isinstance(raw, RawDataElement) else raw.VR
+    vr = raw.VR
     if not vr:
         try:
             vr = dictionary_VR(tag)

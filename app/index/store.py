@@ -209,13 +209,3 @@ def _count(conn: Connection, study_key: int, series_key: int, change: int, serie
         conn.execute(update(t.study).where(t.study.c.study_key == study_key).values(
             number_of_series=len(modalities),
             modalities_in_study="\\".join(sorted({m for m in modalities if m}))[:t.LO]))
-
-
-def delete_orphan_parents(engine: Engine) -> None:
-    """Remove series/studies/patients left with no instance (e.g. after a failed first store)."""
-    with write_transaction(engine) as conn:
-        conn.execute(delete(t.series_request_attributes).where(t.series_request_attributes.c.series_key.in_(
-            select(t.series.c.series_key).where(t.series.c.number_of_instances <= 0))))
-        conn.execute(delete(t.series).where(t.series.c.number_of_instances <= 0))
-        conn.execute(delete(t.study).where(~t.study.c.study_key.in_(select(t.series.c.study_key))))
-        conn.execute(delete(t.patient).where(~t.patient.c.patient_key.in_(select(t.study.c.patient_key))))

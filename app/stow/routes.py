@@ -39,14 +39,8 @@ def _store(study: str | None):
     chosen = media.choose(request.headers.get("Accept"), RESPONSE_TYPES)
     if chosen is None:
         raise NotAcceptable("STOW-RS responses are available as " + ", ".join(RESPONSE_TYPES))
-    services = current_services()
     base = wado_rs_base()
-    ctx = service.StoreContext(
-        engine=services.engine, storage=services.storage, temp_dir=str(services.temp_dir),
-        retrieve_base=base, validate_duplicates=services.settings.validate_duplicate_instance,
-        max_header_bytes=services.settings.max_part_header_bytes,
-        max_request_bytes=services.settings.max_request_bytes,
-        deidentifier=services.deidentifier if services.settings.enable_anonymizer else None)
+    ctx = service.StoreContext.for_services(current_services(), base)
     if ctx.max_request_bytes and (request.content_length or 0) > ctx.max_request_bytes:
         raise PayloadTooLarge(f"request body of {request.content_length} bytes exceeds stow:maxRequestBytes")
     outcome = service.store_request(request.stream, request.headers.get("Content-Type"), study, ctx)

@@ -42,6 +42,18 @@ class StoreContext:
     deidentifier: object = None        # app.anonymize.Deidentifier when app:enableAnonymizer is true
 
 
+    @classmethod
+    def for_services(cls, services, retrieve_base: str) -> "StoreContext":
+        """The context the settings call for (``services``: app.runtime.Services, passed in so this module
+        stays free of Flask); shared by the STOW-RS routes and ``python -m app import``."""
+        settings = services.settings
+        return cls(engine=services.engine, storage=services.storage, temp_dir=str(services.temp_dir),
+                   retrieve_base=retrieve_base, validate_duplicates=settings.validate_duplicate_instance,
+                   max_header_bytes=settings.max_part_header_bytes,
+                   max_request_bytes=settings.max_request_bytes,
+                   deidentifier=services.deidentifier if settings.enable_anonymizer else None)
+
+
 @dataclass
 class StoreOutcome:
     referenced: list[dict] = field(default_factory=list)   # stored instances

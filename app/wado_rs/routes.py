@@ -4,11 +4,11 @@ Every resource is served under ``/api`` and under DICOMcloud's ``/wadors`` prefi
 """
 from __future__ import annotations
 
-from flask import Response, request
+from flask import request
 from flask_smorest import Blueprint
 
 from app.dicomweb.uids import require_uid
-from app.runtime import current_services, wado_rs_base
+from app.runtime import current_services, respond, wado_rs_base
 from app.wado_rs import service
 
 blp = Blueprint("wado_rs", __name__, description="WADO-RS: retrieve instances, frames, metadata, bulk data, "
@@ -62,15 +62,6 @@ def _uids(study, series=None, instance=None):
         require_uid(instance, "SOPInstanceUID")
 
 
-def _respond(reply: service.Reply) -> Response:
-    response = Response(reply.body, status=reply.status, content_type=reply.content_type,
-                        direct_passthrough=True)
-    for name, value in reply.headers.items():
-        response.headers[name] = value
-    response.headers.setdefault("Vary", "Accept")
-    return response
-
-
 def _accept() -> str | None:
     return request.headers.get("Accept")
 
@@ -83,7 +74,7 @@ def _accept() -> str | None:
 def retrieve_study(study):
     """Retrieve all instances of a study."""
     _uids(study)
-    return _respond(service.retrieve_instances(_context(), _accept(), study))
+    return respond(service.retrieve_instances(_context(), _accept(), study))
 
 
 @blp.route("/api/studies/<study>/series/<series>", methods=["GET"])
@@ -92,7 +83,7 @@ def retrieve_study(study):
 def retrieve_series(study, series):
     """Retrieve all instances of a series."""
     _uids(study, series)
-    return _respond(service.retrieve_instances(_context(), _accept(), study, series))
+    return respond(service.retrieve_instances(_context(), _accept(), study, series))
 
 
 @blp.route("/api/studies/<study>/series/<series>/instances/<instance>", methods=["GET"])
@@ -101,7 +92,7 @@ def retrieve_series(study, series):
 def retrieve_instance(study, series, instance):
     """Retrieve one instance."""
     _uids(study, series, instance)
-    return _respond(service.retrieve_instances(_context(), _accept(), study, series, instance))
+    return respond(service.retrieve_instances(_context(), _accept(), study, series, instance))
 
 
 @blp.route("/api/studies/<study>/series/<series>/instances/<instance>/frames/<frames>", methods=["GET"])
@@ -110,7 +101,7 @@ def retrieve_instance(study, series, instance):
 def retrieve_frames(study, series, instance, frames):
     """Retrieve frames of an instance (frame list such as 1,3,5)."""
     _uids(study, series, instance)
-    return _respond(service.retrieve_frames(_context(), _accept(), study, series, instance, frames))
+    return respond(service.retrieve_frames(_context(), _accept(), study, series, instance, frames))
 
 
 @blp.route("/api/studies/<study>/series/<series>/instances/<instance>/bulkdata/<path:tag_path>",
@@ -121,7 +112,7 @@ def retrieve_frames(study, series, instance, frames):
 def retrieve_bulkdata(study, series, instance, tag_path):
     """Retrieve a bulk data value named by a BulkDataURI of the metadata."""
     _uids(study, series, instance)
-    return _respond(service.retrieve_bulkdata(_context(), _accept(), request.headers.get("Range"), study,
+    return respond(service.retrieve_bulkdata(_context(), _accept(), request.headers.get("Range"), study,
                                               series, instance, tag_path))
 
 
@@ -129,7 +120,7 @@ def retrieve_bulkdata(study, series, instance, tag_path):
 
 def _metadata(study, series=None, instance=None):
     _uids(study, series, instance)
-    return _respond(service.retrieve_metadata(_context(), _accept(), request.headers.get("If-None-Match"),
+    return respond(service.retrieve_metadata(_context(), _accept(), request.headers.get("If-None-Match"),
                                               study, series, instance))
 
 
@@ -163,7 +154,7 @@ def _rendered(kind, study, series=None, instance=None, frames=None):
     _uids(study, series, instance)
     params = service.parse_render_params(request.args)
     function = service.retrieve_rendered if kind == "rendered" else service.retrieve_thumbnail
-    return _respond(function(_context(), _accept(), params, study, series, instance, frames))
+    return respond(function(_context(), _accept(), params, study, series, instance, frames))
 
 
 @blp.route("/api/studies/<study>/rendered", methods=["GET"])

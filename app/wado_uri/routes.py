@@ -4,10 +4,10 @@
 """
 from __future__ import annotations
 
-from flask import Response, request
+from flask import request
 from flask_smorest import Blueprint
 
-from app.runtime import current_services, wado_rs_base
+from app.runtime import current_services, respond, wado_rs_base
 from app.wado_uri import service
 
 blp = Blueprint("wado_uri", __name__, description="WADO-URI: retrieve a DICOM object, a rendered image, a "
@@ -78,9 +78,4 @@ def wado_uri():
     ctx = service.UriContext(engine=services.engine, storage=services.storage, temp_dir=str(services.temp_dir),
                              deidentifier=services.deidentifier, base=wado_rs_base())
     reply = service.retrieve(ctx, parsed, request.headers.get("Accept"))
-    response = Response(reply.body, status=reply.status, content_type=reply.content_type,
-                        direct_passthrough=True)
-    for name, value in reply.headers.items():
-        response.headers[name] = value
-    response.headers.setdefault("Vary", "Accept")
-    return response
+    return respond(reply)
