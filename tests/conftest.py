@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -36,6 +37,14 @@ def make_app(tmp_path):
 
 
 @pytest.fixture
+def source_dir(tmp_path):
+    """A folder for files handed to a blob store (as the STOW spool would)."""
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
 def app(make_app):
     return make_app()
 
@@ -45,17 +54,26 @@ def client(app):
     return app.test_client()
 
 
-@pytest.fixture
-def postgres_url():
-    """A fresh, empty PostgreSQL database for one test (skipped without DICOMCLOUD_TEST_POSTGRES_URL)."""
+@contextmanager
+def scratch_postgres_database(prefix: str = "t_"):
+    """A fresh, empty PostgreSQL database (URL), dropped afterwards; skips without
+    DICOMCLOUD_TEST_POSTGRES_URL. For fixtures of any scope."""
     if not POSTGRES_URL:
         pytest.skip("DICOMCLOUD_TEST_POSTGRES_URL is not set (scripts/test starts a throwaway cluster)")
-    name = "t_" + uuid.uuid4().hex[:12]
+    name = prefix + uuid.uuid4().hex[:12]
     admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES_URL).set(database=name)
-    yield url.render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh, empty PostgreSQL database for one test (skipped without DICOMCLOUD_TEST_POSTGRES_URL)."""
+    with scratch_postgres_database() as url:
+        yield url

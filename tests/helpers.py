@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import socket
 import struct
 import subprocess
@@ -15,6 +16,8 @@ import requests
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from app.storage.base import CHUNK_SIZE
 
 REPO = Path(__file__).resolve().parent.parent
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -108,6 +111,16 @@ def huge_instance_stream(label: str, frames: int, rows: int = 512, columns: int 
         sent += len(piece)
         yield piece
     yield f"\r\n--{boundary}--\r\n".encode()
+
+
+def make_source(folder: Path, data: bytes, name: str = "upload.tmp") -> Path:
+    """A file to hand to a blob store."""
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+STORAGE_DATA = random.Random(99).randbytes(3 * CHUNK_SIZE + 12345)   # spans several default chunks
 
 
 def multipart(parts, boundary: str = "test-boundary-7d3f") -> bytes:

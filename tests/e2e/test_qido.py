@@ -5,7 +5,7 @@ settings of their own build their own app.
 """
 from __future__ import annotations
 
-import uuid
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -13,12 +13,11 @@ import pytest
 from lxml import etree
 from pydicom.data import get_charset_files
 from pydicom.dataset import Dataset
-from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, event
 
 from app import create_app
 from app.index.schema import apply_schema
-from tests.conftest import POSTGRES_URL
+from tests.conftest import scratch_postgres_database
 from tests.helpers import make_instance, multipart, stow_headers, uid
 
 NATIVE = "{http://dicom.nema.org/PS3.19/models/NativeDICOM}"
@@ -52,50 +51,35 @@ def _corpus() -> list[bytes]:
     return parts
 
 
-def _postgres_database():
-    if not POSTGRES_URL:
-        pytest.skip("DICOMCLOUD_TEST_POSTGRES_URL is not set (scripts/test starts a throwaway cluster)")
-    name = "q_" + uuid.uuid4().hex[:12]
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-
-    def drop():
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-    return url, drop
-
-
-def build_app(folder: Path, database: str, **overrides):
+@contextmanager
+def built_app(folder: Path, database: str, **overrides):
     settings = {"app:PacsStorageConnection": str(folder / "Storage"),
                 "app:tempDirectory": str(folder / "tmp"),
                 "app:PacsDataArchieve": f"sqlite:///{folder / 'pacs.sqlite3'}"}
-    drop = None
-    if database == "postgresql":
-        url, drop = _postgres_database()
-        engine = create_engine(url)
-        apply_schema(engine)
-        engine.dispose()
-        settings["app:PacsDataArchieve"] = url
-    settings.update(overrides)
-    app = create_app(None, overrides=settings, environ={})
-    app.config["TESTING"] = True
-    return app, drop
+    with ExitStack() as stack:
+        if database == "postgresql":
+            url = stack.enter_context(scratch_postgres_database("q_"))
+            engine = create_engine(url)
+            apply_schema(engine)
+            engine.dispose()
+            settings["app:PacsDataArchieve"] = url
+        settings.update(overrides)
+        app = create_app(None, overrides=settings, environ={})
+        app.config["TESTING"] = True
+        try:
+            yield app
+        finally:
+            app.extensions["dicomcloud"].engine.dispose()
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def qido(request, tmp_path_factory):
-    app, drop = build_app(tmp_path_factory.mktemp("qido"), request.param)
-    client = app.test_client()
-    response = client.post("/api/studies", data=multipart(_corpus()), headers=stow_headers())
-    assert response.status_code == 200, response.get_json()
-    client.database = request.param
-    yield client
-    app.extensions["dicomcloud"].engine.dispose()
-    if drop:
-        drop()
+    with built_app(tmp_path_factory.mktemp("qido"), request.param) as app:
+        client = app.test_client()
+        response = client.post("/api/studies", data=multipart(_corpus()), headers=stow_headers())
+        assert response.status_code == 200, response.get_json()
+        client.database = request.param
+        yield client
 
 
 def get(client, url, status=200, **headers):
@@ -407,9 +391,8 @@ def test_bad_limit_or_offset_is_400(qido, parameter):
     assert body["status"] == 400 and parameter.split("=")[0] in body["message"]
 
 
-def test_maximum_results_cut_with_a_warning(tmp_path):
-    app, _ = build_app(tmp_path, "sqlite", **{"qido:maximumResultsLimit": "2"})
-    client = app.test_client()
+def test_maximum_results_cut_with_a_warning(make_app):
+    client = make_app(**{"qido:maximumResultsLimit": "2"}).test_client()
     parts = [make_instance(f"M{n}", "s", "1") for n in range(3)]
     assert client.post("/api/studies", data=multipart(parts), headers=stow_headers()).status_code == 200
     response = get(client, "/api/studies")
@@ -421,7 +404,6 @@ def test_maximum_results_cut_with_a_warning(tmp_path):
     response = get(client, "/api/studies?limit=2&offset=1")       # the client's own limit: no warning
     assert len(response.get_json()) == 2 and not response.headers.get_all("Warning")
     assert not get(client, "/api/studies?offset=1").headers.get_all("Warning")   # all that is left fits
-    app.extensions["dicomcloud"].engine.dispose()
 
 
 # --- warnings and errors -----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import pytest
 from app.errors import BlobNotFound, StorageError
 from app.storage.base import CHUNK_SIZE, BlobStorage, new_key
 from app.storage.filesystem import FileSystemStorage
+from tests.helpers import STORAGE_DATA as DATA, make_source
 
 AZURE_CONNECTION = os.environ.get("DICOMCLOUD_TEST_AZURE_CONNECTION")
 needs_azurite = pytest.mark.skipif(
@@ -86,20 +87,6 @@ def backend(request, tmp_path) -> Backend:
     made.cleanup()
 
 
-@pytest.fixture
-def source_dir(tmp_path) -> Path:
-    folder = tmp_path / "uploads"
-    folder.mkdir()
-    return folder
-
-
-def make_source(folder: Path, data: bytes, name: str = "upload.tmp") -> Path:
-    path = folder / name
-    path.write_bytes(data)
-    return path
-
-
-DATA = random.Random(99).randbytes(3 * CHUNK_SIZE + 12345)      # spans several default chunks
 
 INVALID_KEYS = ["../x", "a/../x", "..", ".", "./a", "a/./b", "/abs/key.dcm", "/", "a\\b", "\\x", "",
                 "a//b", "a/", "C:/x.dcm", "c:x", "ab/../../etc/passwd"]

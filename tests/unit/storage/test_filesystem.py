@@ -4,7 +4,6 @@ is tests/integration/test_storage_contract.py.
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import stat
 from pathlib import Path
@@ -12,24 +11,11 @@ from pathlib import Path
 import pytest
 
 from app.errors import BlobNotFound, StorageError
-from app.storage.base import CHUNK_SIZE, new_key
+from app.storage.base import new_key
 from app.storage.filesystem import FileSystemStorage
+from tests.helpers import STORAGE_DATA as DATA, make_source
 
 
-@pytest.fixture
-def source_dir(tmp_path) -> Path:
-    folder = tmp_path / "uploads"
-    folder.mkdir()
-    return folder
-
-
-def make_source(folder: Path, data: bytes, name: str = "upload.tmp") -> Path:
-    path = folder / name
-    path.write_bytes(data)
-    return path
-
-
-DATA = random.Random(99).randbytes(3 * CHUNK_SIZE + 12345)      # spans several default chunks
 
 
 class TestFileSystemStorage:
