@@ -183,7 +183,8 @@ class AzureBlobStorage:
 
     # ------------------------------------------------------------------ BlobStorage
 
-    def put_file(self, key: str, source_path: str, *, move: bool = False) -> int:
+    def put_file(self, key: str, source_path: str, *, move: bool = False, durable: bool = True) -> int:
+        # A committed upload is durable in Azure (three synchronous replicas): ``durable`` changes nothing.
         blob = self._blob(key)
         try:
             handle = open(source_path, "rb")
@@ -220,6 +221,9 @@ class AzureBlobStorage:
                 self._ensure_container()
             except self._exceptions.AzureError as exc:
                 raise StorageError(f"Azure Blob Storage: cannot write blob {key}: {_describe(exc)}") from exc
+
+    def sync(self, keys) -> None:
+        """Nothing to do: every upload is durable when put_file returns."""
 
     def open(self, key: str) -> BinaryIO:
         blob = self._blob(key)

@@ -32,12 +32,18 @@ class BlobStorage(Protocol):
     name: str
     """Short backend name reported by /health, e.g. ``filesystem``."""
 
-    def put_file(self, key: str, source_path: str, *, move: bool = False) -> int:
+    def put_file(self, key: str, source_path: str, *, move: bool = False, durable: bool = True) -> int:
         """Store the file at ``source_path`` under ``key`` atomically; return its size.
 
         ``move`` lets a backend take the file over (a rename) instead of copying it. Either the whole
-        blob is visible under ``key`` afterwards or nothing is.
+        blob is visible under ``key`` afterwards or nothing is. With ``durable`` the blob survives a
+        crash once this returns; ``durable=False`` may return earlier, and the caller must ``sync`` the
+        key before it relies on that (before an index row refers to it), so that many blobs are made
+        durable together.
         """
+
+    def sync(self, keys) -> None:
+        """Make the blobs of ``keys`` put with ``durable=False`` durable; StorageError if that fails."""
 
     def open(self, key: str) -> BinaryIO:
         """A readable binary file object over the whole blob (caller closes it)."""

@@ -415,6 +415,26 @@ def test_storage_failure_leaves_no_index_row(app, client, tmp_path):
     assert health.get_json()["storage"] == {"backend": "filesystem", "ok": False, "error": "StorageError"}
 
 
+def test_failed_fsync_stores_nothing_of_the_batch(app, client, monkeypatch):
+    """Blobs are made durable together before their index rows commit; an fsync error (a failing disk)
+    fails the batch's instances and removes their blobs instead of indexing bytes that may be lost."""
+    import errno
+    import os
+
+    def failing_fsync(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    response = _store(client, [make_instance("F", "s", "3"), make_instance("F", "s", "4")])
+    assert response.status_code == 409
+    failed = seq_values(response.get_json(), "00081198")
+    assert [value(item, "00081197") for item in failed] == [0x0110, 0x0110]
+    assert not _blob_files(app)
+    assert _count(app, t.instance) == 0 and _count(app, t.study) == 0
+    monkeypatch.undo()
+    assert _store(client, [make_instance("F", "s", "3")]).status_code == 200
+
+
 def test_health_names_backends(client):
     response = client.get("/health")
     assert response.status_code == 200

@@ -123,6 +123,19 @@ class TestBlobStorageContract:
         assert backend.stored_names() == [key]
 
     @pytest.mark.parametrize("move", [False, True])
+    def test_put_file_not_yet_durable_then_synced(self, backend, source_dir, move):
+        keys = [new_key() for _ in range(3)]
+        for index, key in enumerate(keys):
+            data = bytes([index]) * 1000
+            assert backend.storage.put_file(key, str(make_source(source_dir, data, str(index))), move=move,
+                                            durable=False) == 1000
+        backend.storage.sync(keys + [new_key()])       # a key never put is ignored
+        backend.storage.sync(keys)                     # and syncing twice is harmless
+        for index, key in enumerate(keys):
+            assert backend.storage.read_range(key, 0, 1000) == bytes([index]) * 1000
+        assert backend.stored_names() == sorted(keys)
+
+    @pytest.mark.parametrize("move", [False, True])
     def test_put_file_of_an_empty_file(self, backend, source_dir, move):
         key = new_key()
         assert backend.storage.put_file(key, str(make_source(source_dir, b"")), move=move) == 0
