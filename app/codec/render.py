@@ -171,8 +171,9 @@ def _modality_values(arr: np.ndarray, header: Dataset, presentation: Presentatio
 
 
 def _windowed_by_table(arr: np.ndarray, header: Dataset, window: Window | None,
-                       presentation: PresentationEffects | None) -> np.ndarray | None:
-    """The same Modality LUT + window computed once per stored value, then looked up per pixel.
+                       presentation: PresentationEffects | None, inverted: bool = False) -> np.ndarray | None:
+    """The same Modality LUT + window (+ inversion) computed once per stored value, then looked up per
+    pixel.
 
     An integer image has at most a few thousand distinct values; mapping those instead of every pixel
     gives identical output at a fraction of the floating-point work. Without a window the full range is
@@ -192,23 +193,30 @@ def _windowed_by_table(arr: np.ndarray, header: Dataset, window: Window | None,
         table = _apply_window(values, window)
     else:
         table = _to_uint8(values, float(values.min()), float(values.max()))
-    return table[np.subtract(arr, low, dtype=np.int32)]
+    if inverted:
+        table = 255 - table
+    # take() is the same lookup as table[indices], about twice as fast (no general fancy-indexing path).
+    return table.take(np.subtract(arr, low, dtype=np.int32))
+
+
+def _inverted(header: Dataset, presentation: PresentationEffects | None) -> bool:
+    if presentation is not None:
+        return presentation.inverse        # the presentation state's Presentation LUT decides
+    return str(header.get("PhotometricInterpretation", "")) == "MONOCHROME1"
 
 
 def _grayscale(arr: np.ndarray, header: Dataset, window: Window | None,
                presentation: PresentationEffects | None = None) -> np.ndarray:
     chosen = effective_window(header, window, presentation)
-    gray = _windowed_by_table(arr, header, chosen, presentation)
+    inverted = _inverted(header, presentation)
+    gray = _windowed_by_table(arr, header, chosen, presentation, inverted)
     if gray is not None:
-        inverted = presentation.inverse if presentation is not None else \
-            str(header.get("PhotometricInterpretation", "")) == "MONOCHROME1"
-        return 255 - gray if inverted else gray
+        return gray
     if presentation is not None and presentation.rescale is not None:
         slope, intercept = presentation.rescale
         values = arr.astype(np.float64) * slope + intercept
     else:
         values = apply_modality_lut(arr, header).astype(np.float64)
-    chosen = effective_window(header, window, presentation)
     if chosen is not None:
         gray = _apply_window(values, chosen)
     elif presentation is not None and presentation.voi_lut is not None:
@@ -221,10 +229,6 @@ def _grayscale(arr: np.ndarray, header: Dataset, window: Window | None,
         gray = _to_uint8(out, float(out.min()), float(out.max()))
     else:
         gray = _to_uint8(values, float(values.min()), float(values.max()))
-    if presentation is not None:
-        inverted = presentation.inverse        # the presentation state's Presentation LUT decides
-    else:
-        inverted = str(header.get("PhotometricInterpretation", "")) == "MONOCHROME1"
     if inverted:
         gray = 255 - gray
     return gray
