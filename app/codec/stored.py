@@ -12,6 +12,10 @@ import json
 import os
 from typing import Iterator
 
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.jsonrep import convert_to_python_number
+
 from app.codec import render as rendering
 from app.codec import transcode as tc
 from app.dicomweb import negotiation as n
@@ -20,6 +24,20 @@ from app.errors import BadRequest, NotAcceptable
 PIXEL_DATA_PATHS = ("7FE00010", "7FE00008", "7FE00009")
 # Bulk values the renderer needs (palette and VOI/Modality LUT data); other bulk data stays unread.
 RENDER_BULK = {"00281201", "00281202", "00281203", "00281221", "00281222", "00281223", "00283006"}
+# The top-level attributes rendering reads (app.codec.render and the pydicom functions it calls:
+# apply_modality_lut, apply_voi_lut, apply_color_lut): all of group 0028 (image pixel module, rescale and
+# Modality LUT, window and VOI LUT, palette color LUTs) and Pixel Presentation; only these become the
+# header Dataset, since converting every attribute of the DICOM JSON costs more than rendering a small image.
+RENDER_GROUP = "0028"
+RENDER_TAGS = frozenset({"00089205"})
+# What the annotation text shows (app.codec.render.annotation_lines), added when annotation is asked for.
+ANNOTATION_TAGS = frozenset({"00080005", "00080020", "00080060", "00081030", "00100010", "00100020",
+                             "00200011", "00200013"})
+# VRs whose DICOM JSON values are the element's values as they are (numbers made int or float the way
+# pydicom's JSON reader does): such attributes are converted directly, without pydicom's per-attribute
+# JSON machinery (same elements, a third of the time).
+PLAIN_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "SH", "SL", "SS",
+                       "ST", "SV", "TM", "UC", "UI", "UL", "UR", "US", "UT", "UV"})
 SWAP_SIZES = {"OW": 2, "OL": 4, "OF": 4, "OD": 8, "OV": 8}
 CHUNK = 256 * 1024
 
@@ -39,13 +57,22 @@ def pixel_info(row, metadata: dict) -> tc.PixelInfo:
     return info
 
 
-def frame_layout(row) -> list | None:
+def layout_of(row) -> dict | None:
+    """The stored layout (frame and bulk data offsets) of the row; None when missing or unreadable."""
     if not row.layout_json:
         return None
     try:
-        return json.loads(row.layout_json).get("frames")
+        layout = json.loads(row.layout_json)
     except ValueError:
         return None
+    return layout if isinstance(layout, dict) else None
+
+
+def frame_layout(row, layout: dict | None = None) -> list | None:
+    """The frames' (offset, length) ranges; ``layout``: the row's layout when already parsed."""
+    if layout is None:
+        layout = layout_of(row)
+    return layout.get("frames") if layout is not None else None
 
 
 def has_pixels(row) -> bool:
@@ -111,10 +138,10 @@ class FrameSource:
     """Stored bytes of single frames: ranged reads through the stored layout, or (deflated files, 1-bit
     data) one parse of the object for all requested frames."""
 
-    def __init__(self, storage, row, info_loader, numbers: list[int]):
+    def __init__(self, storage, row, info_loader, numbers: list[int], layout: dict | None = None):
         self.storage, self.row = storage, row
         self._info_loader, self._info = info_loader, None
-        self.layout = frame_layout(row)
+        self.layout = frame_layout(row, layout)
         self.stored_ts = row.transfer_syntax_uid
         self._parsed: dict[int, bytes] | None = None
         # Big endian: 8-bit OW values are swapped in 16-bit words; pydicom knows these rules, so parse.
@@ -147,12 +174,38 @@ class FrameSource:
             yield from self.storage.iter_range(self.row.blob_key, offset, length)
 
     def data(self, number: int) -> bytes:
-        return b"".join(self.chunks(number))
+        """The stored bytes of frame ``number`` in one piece, read with one ranged read: a native frame
+        is one range; the fragments of an encapsulated frame lie one after the other, 8-byte item headers
+        apart, so their span is read at once and the headers left out."""
+        if self._parsed is not None:
+            return self._parsed[number]
+        ranges = self.layout[number - 1]
+        if len(ranges) <= 1:
+            return self._read(*ranges[0]) if ranges else b""
+        start = ranges[0][0]
+        end, total = start, 0
+        for offset, length in ranges:
+            if offset < end:                       # not in file order: one read per range
+                return b"".join(self._read(offset, length) for offset, length in ranges)
+            end, total = offset + length, total + length
+        if end - start > total + 8 * len(ranges):  # more than item headers in between
+            return b"".join(self._read(offset, length) for offset, length in ranges)
+        span = memoryview(self._read(start, end - start))
+        return b"".join(span[offset - start:offset - start + length] for offset, length in ranges)
+
+    def _read(self, offset: int, length: int) -> bytes:
+        # One chunk of the whole length: a single read (b"".join of one bytes object returns it as is).
+        return b"".join(self.storage.iter_range(self.row.blob_key, offset, length,
+                                                chunk_size=max(length, 1)))
 
 
-def header_dataset(storage, row, metadata: dict):
-    """The object's attributes without Pixel Data as a pydicom Dataset (LUT bulk data read by offset)."""
-    layout = json.loads(row.layout_json) if row.layout_json else None
+def header_dataset(storage, row, metadata: dict, *, annotations: bool = False, complete: bool = False,
+                   layout: dict | None = None):
+    """The attributes rendering reads as a pydicom Dataset (LUT bulk data read by offset): group 0028 and
+    Pixel Presentation, plus the annotation text's attributes with ``annotations``; with ``complete``
+    every attribute but Pixel Data. ``layout``: the row's layout when already parsed."""
+    if layout is None:
+        layout = layout_of(row)
     bulk = (layout or {}).get("bulk", {})
 
     def resolve(tag: str, vr: str, uri: str) -> bytes:
@@ -169,23 +222,55 @@ def header_dataset(storage, row, metadata: dict):
             data = tc.swap_bytes(data, SWAP_SIZES[vr])
         return data
 
-    trimmed = {tag: value for tag, value in metadata.items() if tag not in PIXEL_DATA_PATHS}
-    return tc.dataset_from_json(trimmed, resolve)
+    if complete:
+        trimmed = {tag: value for tag, value in metadata.items() if tag not in PIXEL_DATA_PATHS}
+    else:
+        trimmed = {tag: value for tag, value in metadata.items()
+                   if tag.startswith(RENDER_GROUP) or tag in RENDER_TAGS
+                   or (annotations and tag in ANNOTATION_TAGS)}
+    return dataset_from_json(trimmed, resolve)
 
 
-def render_frames(storage, row, numbers: list[int], media_type: str, **options) -> Iterator[tuple[int, bytes]]:
+def dataset_from_json(metadata: dict, bulk_reader) -> Dataset:
+    """``pydicom.Dataset.from_json(metadata, bulk_reader)``, the same elements added in the same order,
+    faster: strings and numbers (PLAIN_VRS) become DataElements here, the way pydicom's JSON reader makes
+    them; every other attribute (sequences, person names, bulk data, empty values) goes through pydicom,
+    one at a time."""
+    dataset = Dataset()
+    for tag, element in metadata.items():
+        if type(element) is dict and len(element) == 2 and element.get("vr") in PLAIN_VRS:
+            values = element.get("Value")
+            if type(values) is list and values and all(type(v) in (str, int, float) for v in values):
+                vr = element["vr"]
+                value = values[0] if len(values) == 1 else list(values)
+                dataset.add(DataElement(int(tag, 16), vr, convert_to_python_number(value, vr)))
+                continue
+        # The bulk data reader is only ever called for a BulkDataURI (a sequence may hold one); leave it
+        # out otherwise: pydicom inspects the reader's signature for every attribute it converts.
+        needs_reader = type(element) is not dict or "BulkDataURI" in element or element.get("vr") == "SQ"
+        for converted in tc.dataset_from_json({tag: element}, bulk_reader if needs_reader else None):
+            dataset.add(converted)
+    return dataset
+
+
+def render_frames(storage, row, numbers: list[int], media_type: str, *, metadata: dict | None = None,
+                  **options) -> Iterator[tuple[int, bytes]]:
     """(frame number, encoded image) for each of ``numbers``: decode with the codec plugins, then
     ``render.render_frame(arr, header=..., media_type=..., frame=number, **options)``.
 
-    The row needs ``metadata_json``. 406 when the stored syntax has no decoder or a frame cannot be shown.
+    The row needs ``metadata_json`` unless ``metadata`` (the parsed DICOM JSON of the row) is given. 406
+    when the stored syntax has no decoder or a frame cannot be shown.
     """
-    metadata = metadata_of(row)
+    if metadata is None:
+        metadata = metadata_of(row)
     info = pixel_info(row, metadata)
     reason = tc.decoder_reason(row.transfer_syntax_uid)
     if reason:
         raise NotAcceptable(reason)
-    source = FrameSource(storage, row, lambda: info, numbers)
-    header = header_dataset(storage, row, metadata)
+    layout = layout_of(row)
+    source = FrameSource(storage, row, lambda: info, numbers, layout)
+    header = header_dataset(storage, row, metadata, annotations=bool(options.get("annotations")),
+                            layout=layout)
     for number in numbers:
         try:
             arr = tc.frame_array(source.data(number), source.stored_ts, info)

@@ -451,8 +451,9 @@ def _image(ctx: UriContext, request: UriRequest, row, metadata: dict, media_type
     effects = _presentation(ctx, request, numbers[0]) if request.presentation else None
     size = (request.rows, request.columns) if request.rows or request.columns else None
     images = [image for _, image in stored.render_frames(
-        ctx.storage, row, numbers, media_type, window=request.window, quality=request.quality,
-        annotations=request.annotations, presentation=effects, region=request.region, size=size)]
+        ctx.storage, row, numbers, media_type, metadata=metadata, window=request.window,
+        quality=request.quality, annotations=request.annotations, presentation=effects, region=request.region,
+        size=size)]
     if len(images) == 1:
         return _sized(images[0], media_type)
     frame_time = (metadata.get(FRAME_TIME, {}).get("Value") or [None])[0]
