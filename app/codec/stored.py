@@ -3,8 +3,8 @@
 An index row (from app.index.retrieve) says where an instance's bytes are; the blob store is handed in as
 an argument (anything with ``open``, ``iter_range`` and ``read_range``). Here: the frames of a row (ranged
 reads at the offsets recorded at STOW time, or one parse of the object when the layout does not locate
-them), the object's attributes without Pixel Data as a pydicom Dataset (for rendering), and rendering of
-frames through ``app.codec.render`` -- the one rendering path both services use.
+them), the attributes rendering reads as a pydicom Dataset (converted from the stored DICOM JSON), and
+rendering of frames through ``app.codec.render`` -- the one rendering path both services use.
 """
 from __future__ import annotations
 
