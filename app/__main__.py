@@ -20,6 +20,21 @@ def _waitress_options(args) -> dict:
                 max_request_body_size=1 << 40, channel_timeout=300)
 
 
+def default_workers() -> int:
+    """$DICOMCLOUD_WORKERS, else one worker process per CPU core this process may use (at most 8), or 1
+    where there is no fork() (Windows: IIS or App Service run the processes there)."""
+    configured = os.environ.get("DICOMCLOUD_WORKERS", "").strip()
+    if configured:
+        return max(1, int(configured))
+    if not hasattr(os, "fork"):
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
 def cmd_serve(args) -> int:
     import waitress
 
@@ -30,7 +45,7 @@ def cmd_serve(args) -> int:
     # temporary file: put that file in app:tempDirectory (beside the storage), not in the system's /tmp.
     import tempfile
     tempfile.tempdir = str(app.extensions["dicomcloud"].temp_dir)
-    workers = args.workers
+    workers = args.workers if args.workers is not None else default_workers()
     if workers > 1 and not hasattr(os, "fork"):
         print("--workers > 1 needs fork (Linux/macOS); serving with one process", file=sys.stderr)
         workers = 1
@@ -138,8 +153,9 @@ def main(argv=None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--threads", type=int, default=8, help="threads per worker process")
-    serve.add_argument("--workers", type=int, default=int(os.environ.get("DICOMCLOUD_WORKERS", "1")),
-                       help="worker processes sharing the port (default 1, or $DICOMCLOUD_WORKERS)")
+    serve.add_argument("--workers", type=int, default=None,
+                       help="worker processes sharing the port (default: $DICOMCLOUD_WORKERS, else one per "
+                            "CPU core up to 8 on Linux/macOS, 1 on Windows)")
     serve.set_defaults(func=cmd_serve)
     initdb = sub.add_parser("initdb", help="apply the schema scripts to the configured database")
     initdb.add_argument("--config", default=None)

@@ -173,7 +173,8 @@ def write_web_config(folder: Path, settings: dict[str, str]) -> Path:
 
 
 class LiveServer:
-    """``python -m app serve`` in a subprocess, exactly as other tooling starts it."""
+    """``python -m app serve`` in a subprocess, exactly as other tooling starts it (one worker process
+    unless ``extra_args`` say otherwise, so that the process's memory and files are the server's)."""
 
     def __init__(self, config: Path, env: dict | None = None, extra_args: list[str] | None = None):
         self.port = free_port()
@@ -183,7 +184,7 @@ class LiveServer:
         self.log = open(config.parent / "server.log", "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", "--config", str(config), "--host", "127.0.0.1",
-             "--port", str(self.port), *(extra_args or [])], cwd=REPO, env=environment, stdout=self.log, stderr=subprocess.STDOUT)
+             "--port", str(self.port), *(extra_args or ["--workers", "1"])], cwd=REPO, env=environment, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.process.poll() is not None:
