@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from dataclasses import dataclass, field
 
 import pydicom
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
@@ -158,69 +159,71 @@ def _inspect(ds: Dataset, sop_class: str, sop_instance: str) -> InspectedInstanc
     # rtplan.dcm): the dataset's own SOPInstanceUID is authoritative, the file is stored as sent.
     warnings: list[str] = []
 
-    patient_name = v.text(_first(ds, "PatientName"), t.PN)
-    referring = v.text(_first(ds, "ReferringPhysicianName"), t.PN)
-    study_date = v.normalize_date(ds.get("StudyDate"))
-    study_time = v.normalize_time(ds.get("StudyTime"))
+    bits_allocated = v.to_int(ds.get("BitsAllocated"))
+    instance_path = f"studies/{study_uid}/series/{series_uid}/instances/{sop_instance}"
+    bulk: dict[str, list[int]] = {}
+    candidates: dict[str, tuple[int, list[int], int]] = {}
+    metadata = _to_json(ds, [], instance_path, candidates, 0, bits_allocated or 16)
+    if transfer_syntax not in DEFLATED and isinstance(ds.filename, str):
+        bulk = _verified_offsets(ds.filename, candidates, transfer_syntax)
+
+    # The index columns are read from that DICOM JSON: the header is converted once.
+    get = _Attributes(metadata).get
+    patient_name = v.text(get("PatientName", first=True), t.PN)
+    referring = v.text(get("ReferringPhysicianName", first=True), t.PN)
+    study_date = v.normalize_date(get("StudyDate"))
+    study_time = v.normalize_time(get("StudyTime"))
     patient = {
-        "patient_id": v.text(ds.get("PatientID"), t.LO),
-        "issuer_of_patient_id": v.text(ds.get("IssuerOfPatientID"), t.LO),
+        "patient_id": v.text(get("PatientID"), t.LO),
+        "issuer_of_patient_id": v.text(get("IssuerOfPatientID"), t.LO),
         "patient_name": patient_name,
         "patient_name_match": v.fold_name(patient_name)[:t.PN],
-        "patient_birth_date": v.normalize_date(ds.get("PatientBirthDate")),
-        "patient_sex": v.text(ds.get("PatientSex"), t.CS),
+        "patient_birth_date": v.normalize_date(get("PatientBirthDate")),
+        "patient_sex": v.text(get("PatientSex"), t.CS),
     }
     study = {
         "study_instance_uid": study_uid,
         "study_date": study_date,
         "study_time": study_time,
         "study_datetime": v.combine_datetime(study_date, study_time),
-        "accession_number": v.text(ds.get("AccessionNumber"), t.SH),
-        "study_id": v.text(ds.get("StudyID"), t.SH),
-        "study_description": v.text(ds.get("StudyDescription"), t.LO),
+        "accession_number": v.text(get("AccessionNumber"), t.SH),
+        "study_id": v.text(get("StudyID"), t.SH),
+        "study_description": v.text(get("StudyDescription"), t.LO),
         "referring_physician_name": referring,
         "referring_physician_name_match": v.fold_name(referring)[:t.PN],
-        "timezone_offset_from_utc": v.text(ds.get("TimezoneOffsetFromUTC"), t.SH),
-        "specific_character_set": v.text(ds.get("SpecificCharacterSet"), t.LO),
+        "timezone_offset_from_utc": v.text(get("TimezoneOffsetFromUTC"), t.SH),
+        "specific_character_set": v.text(get("SpecificCharacterSet"), t.LO),
     }
     series = {
         "series_instance_uid": series_uid,
-        "modality": v.text(ds.get("Modality"), t.CS),
-        "series_number": v.to_int(ds.get("SeriesNumber")),
-        "series_description": v.text(ds.get("SeriesDescription"), t.LO),
-        "series_date": v.normalize_date(ds.get("SeriesDate")),
-        "series_time": v.normalize_time(ds.get("SeriesTime")),
-        "body_part_examined": v.text(ds.get("BodyPartExamined"), t.CS),
-        "laterality": v.text(ds.get("Laterality"), t.CS),
-        "performed_procedure_step_start_date": v.normalize_date(ds.get("PerformedProcedureStepStartDate")),
-        "performed_procedure_step_start_time": v.normalize_time(ds.get("PerformedProcedureStepStartTime")),
-        "timezone_offset_from_utc": v.text(ds.get("TimezoneOffsetFromUTC"), t.SH),
+        "modality": v.text(get("Modality"), t.CS),
+        "series_number": v.to_int(get("SeriesNumber")),
+        "series_description": v.text(get("SeriesDescription"), t.LO),
+        "series_date": v.normalize_date(get("SeriesDate")),
+        "series_time": v.normalize_time(get("SeriesTime")),
+        "body_part_examined": v.text(get("BodyPartExamined"), t.CS),
+        "laterality": v.text(get("Laterality"), t.CS),
+        "performed_procedure_step_start_date": v.normalize_date(get("PerformedProcedureStepStartDate")),
+        "performed_procedure_step_start_time": v.normalize_time(get("PerformedProcedureStepStartTime")),
+        "timezone_offset_from_utc": v.text(get("TimezoneOffsetFromUTC"), t.SH),
     }
     request_attributes = [
-        {"requested_procedure_id": v.text(item.get("RequestedProcedureID"), t.SH),
-         "scheduled_procedure_step_id": v.text(item.get("ScheduledProcedureStepID"), t.SH)}
-        for item in (ds.get("RequestAttributesSequence") or [])
+        {"requested_procedure_id": v.text(_Attributes(item).get("RequestedProcedureID"), t.SH),
+         "scheduled_procedure_step_id": v.text(_Attributes(item).get("ScheduledProcedureStepID"), t.SH)}
+        for item in (metadata.get(_TAGS["RequestAttributesSequence"], {}).get("Value") or [])
     ]
-    number_of_frames = v.to_int(ds.get("NumberOfFrames"))
     instance = {
         "sop_instance_uid": sop_instance,
         "sop_class_uid": sop_class,
-        "instance_number": v.to_int(ds.get("InstanceNumber")),
-        "content_date": v.normalize_date(ds.get("ContentDate")),
-        "content_time": v.normalize_time(ds.get("ContentTime")),
-        "rows": v.to_int(ds.get("Rows")),
-        "columns": v.to_int(ds.get("Columns")),
-        "bits_allocated": v.to_int(ds.get("BitsAllocated")),
-        "number_of_frames": number_of_frames,
+        "instance_number": v.to_int(get("InstanceNumber")),
+        "content_date": v.normalize_date(get("ContentDate")),
+        "content_time": v.normalize_time(get("ContentTime")),
+        "rows": v.to_int(get("Rows")),
+        "columns": v.to_int(get("Columns")),
+        "bits_allocated": bits_allocated,
+        "number_of_frames": v.to_int(get("NumberOfFrames")),
         "transfer_syntax_uid": transfer_syntax,
     }
-
-    instance_path = f"studies/{study_uid}/series/{series_uid}/instances/{sop_instance}"
-    bulk: dict[str, list[int]] = {}
-    candidates: dict[str, tuple[int, list[int], int]] = {}
-    metadata = _to_json(ds, [], instance_path, candidates, 0, instance["bits_allocated"] or 16)
-    if transfer_syntax not in DEFLATED and isinstance(ds.filename, str):
-        bulk = _verified_offsets(ds.filename, candidates, transfer_syntax)
     layout = None
     if transfer_syntax not in DEFLATED:
         layout = {"bulk": bulk, "frames": _frame_layout(ds, transfer_syntax, instance)}
@@ -234,6 +237,33 @@ def _inspect(ds: Dataset, sop_class: str, sop_instance: str) -> InspectedInstanc
         series=series, request_attributes=request_attributes, instance=instance,
         metadata_json=json.dumps(metadata, separators=(",", ":"), ensure_ascii=False),
         layout=layout, warnings=warnings)
+
+
+_TAGS = {keyword: f"{tag_for_keyword(keyword):08X}" for keyword in (
+    "PatientName", "ReferringPhysicianName", "StudyDate", "StudyTime", "PatientID", "IssuerOfPatientID",
+    "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID", "StudyDescription", "TimezoneOffsetFromUTC",
+    "SpecificCharacterSet", "Modality", "SeriesNumber", "SeriesDescription", "SeriesDate", "SeriesTime",
+    "BodyPartExamined", "Laterality", "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime",
+    "RequestAttributesSequence", "RequestedProcedureID", "ScheduledProcedureStepID", "InstanceNumber",
+    "ContentDate", "ContentTime", "Rows", "Columns", "NumberOfFrames")}
+
+
+class _Attributes:
+    """Values of a DICOM JSON dataset the way pydicom's ``Dataset.get`` gives them to the index code: a
+    single value alone, several as a list, a person name as its ``=``-joined components."""
+
+    def __init__(self, dataset_json: dict):
+        self.dataset_json = dataset_json
+
+    def get(self, keyword: str, first: bool = False):
+        entry = self.dataset_json.get(_TAGS[keyword])
+        values = entry.get("Value") if entry else None
+        if not values:
+            return None
+        if entry.get("vr") == "PN":
+            values = ["=".join(name.get(part, "") for part in ("Alphabetic", "Ideographic", "Phonetic")
+                               if part in name) for name in values]
+        return values[0] if first or len(values) == 1 else values
 
 
 def _vr_of(raw, tag: int, bits_allocated: int) -> str:
@@ -250,8 +280,101 @@ def _vr_of(raw, tag: int, bits_allocated: int) -> str:
     return vr
 
 
+# --- DICOM JSON straight from the encoded bytes, for the VRs of nearly every header element ---------------
+# pydicom's route (a DataElement per attribute, then to_json_dict) costs ~10 us per attribute, most of a
+# STOW part's parsing. These give exactly what that route gives (tests/unit/codec/test_raw_json.py compares
+# them on every bundled file and on edge cases); anything unusual returns None and goes through pydicom.
+_NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
+_MULTI_STRING_VRS = {"CS", "AS", "DA", "DT", "TM"}
+_TEXT_VRS = {"SH", "LO", "UC"}
+_SINGLE_TEXT_VRS = {"ST", "LT", "UT"}
+# Character sets under which ASCII bytes decode to the same characters as in the default repertoire.
+_ASCII_COMPATIBLE = {"", "ISO_IR 6", "ISO_IR 100", "ISO_IR 101", "ISO_IR 109", "ISO_IR 110", "ISO_IR 144",
+                     "ISO_IR 127", "ISO_IR 126", "ISO_IR 138", "ISO_IR 148", "ISO_IR 166", "ISO_IR 192"}
+_IS_TEXT = re.compile(r"[ ]*[+-]?[0-9]+[ ]*\Z")
+_DS_TEXT = re.compile(r"[ ]*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?[ ]*\Z")
+
+
+def _text_is_plain(ds: Dataset, inherited: bool) -> bool:
+    """Whether text values of ``ds`` that are pure ASCII decode as ASCII (its own or an inherited
+    Specific Character Set that is ASCII-compatible, without ISO 2022 code extensions)."""
+    raw = ds.get_item(0x00080005, keep_deferred=True) if 0x00080005 in ds else None
+    if raw is None:
+        return inherited
+    value = raw.value
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if not isinstance(value, str):
+        value = "\\".join(str(v) for v in value)
+    return value.strip(" \x00") in _ASCII_COMPATIBLE
+
+
+def _raw_json(raw: RawDataElement, text_plain: bool) -> dict | None:
+    vr, data = raw.VR, raw.value
+    if not isinstance(data, bytes):
+        return None
+    number_format = _NUMBER_FORMATS.get(vr)
+    if number_format:
+        size = struct.calcsize("<" + number_format)     # standard sizes, not the platform's
+        if len(data) % size:
+            return None
+        if not data:
+            return {"vr": vr}
+        order = "<" if raw.is_little_endian else ">"
+        return {"vr": vr, "Value": list(struct.unpack(f"{order}{len(data) // size}{number_format}", data))}
+    if not data.isascii() or b"\x1b" in data:
+        return None
+    text = data.decode("ascii")
+    if vr in _MULTI_STRING_VRS:
+        values = text.rstrip(" \x00").split("\\")
+    elif vr == "UI":
+        values = text.rstrip("\x00 ").split("\\")
+        if " " in text.rstrip("\x00 "):
+            return None         # not a valid UID; pydicom decides what it becomes
+    elif vr == "AE":
+        values = [item.strip() for item in text.split("\\")]
+    elif vr == "UR":
+        values = [text.rstrip()]
+    elif vr == "IS" or vr == "DS":
+        values = (text.rstrip(" \x00") if vr == "IS" else text.strip().rstrip(" \x00")).split("\\")
+        if values == [""]:
+            return {"vr": vr}
+        pattern, number = (_IS_TEXT, int) if vr == "IS" else (_DS_TEXT, float)
+        if not all(pattern.match(item) for item in values):
+            return None
+        return {"vr": vr, "Value": [number(item) for item in values]}
+    elif not text_plain:
+        return None
+    elif vr in _TEXT_VRS:
+        values = [item.rstrip("\x00 ") for item in text.split("\\")]
+    elif vr in _SINGLE_TEXT_VRS:
+        values = [text.rstrip("\x00 ")]
+    elif vr == "PN":
+        names = []
+        for name in data.rstrip(b"\x00 ").decode("ascii").split("\\"):
+            components = name.split("=")
+            while components and not components[-1]:
+                components.pop()
+            if not components:
+                if name or len(names) or "\\" in text:
+                    return None
+                return {"vr": vr}
+            entry = {"Alphabetic": components[0]}
+            if len(components) > 1:
+                entry["Ideographic"] = components[1]
+            if len(components) > 2:
+                entry["Phonetic"] = components[2]
+            names.append(entry)
+        return {"vr": vr, "Value": names}
+    else:
+        return None
+    if values == [""]:
+        return {"vr": vr}
+    return {"vr": vr, "Value": values}
+
+
 def _to_json(ds: Dataset, path: list[str], instance_path: str, candidates: dict, base: int,
-             bits_allocated: int) -> dict:
+             bits_allocated: int, text_plain: bool = True) -> dict:
     """DICOM JSON of ``ds`` without reading deferred bulk values.
 
     Each bulk value's possible file offsets go into ``candidates`` (pydicom reports offsets inside sequence
@@ -259,8 +382,14 @@ def _to_json(ds: Dataset, path: list[str], instance_path: str, candidates: dict,
     where the element's tag really is.
     """
     result: dict = {}
+    text_plain = _text_is_plain(ds, text_plain)
     for tag in ds.keys():
         raw = ds.get_item(tag, keep_deferred=True)
+        if type(raw) is RawDataElement and raw.VR not in BULK_VRS:
+            entry = _raw_json(raw, text_plain)
+            if entry is not None:
+                result[f"{int(tag):08X}"] = entry
+                continue
         tag_hex = f"{int(tag):08X}"
         vr = _vr_of(raw, int(tag), bits_allocated)
         length = getattr(raw, "length", None)
@@ -282,7 +411,7 @@ def _to_json(ds: Dataset, path: list[str], instance_path: str, candidates: dict,
             for number, item in enumerate(element.value or []):
                 item_base = base + int(getattr(item, "seq_item_tell", None) or 0)
                 items.append(_to_json(item, element_path + [str(number)], instance_path, candidates,
-                                      item_base, bits_allocated))
+                                      item_base, bits_allocated, text_plain))
             entry = {"vr": "SQ"}
             if items:
                 entry["Value"] = items
