@@ -235,6 +235,7 @@ def _grayscale(arr: np.ndarray, header: Dataset, window: Window | None,
 
 
 def _color(arr: np.ndarray, header: Dataset, photometric: str) -> np.ndarray:
+    """8-bit RGB of a colour frame; ``photometric``: the colour space of ``arr`` (converted when YBR)."""
     if photometric == "PALETTE COLOR":
         rgb = apply_color_lut(arr, header)
         top = 255 if rgb.dtype == np.uint8 else (1 << int(header.get("RedPaletteColorLookupTableDescriptor",
@@ -356,12 +357,15 @@ def render_frame(arr: np.ndarray, *, header: Dataset, media_type: str = "image/j
                  annotations: tuple[str, ...] = (), frame: int | None = None,
                  presentation: PresentationEffects | None = None,
                  region: tuple[float, float, float, float] | None = None,
-                 size: tuple[int | None, int | None] | None = None) -> bytes:
+                 size: tuple[int | None, int | None] | None = None, color_space: str | None = None) -> bytes:
     """Encode one decoded frame ``arr`` (rows, columns[, samples]) as ``media_type``.
 
     ``header``: the object's attributes without Pixel Data (photometric interpretation, rescale, window,
     LUTs, and the annotation text). ``presentation``: GSPS effects (its window applies unless ``window``
     is given); ``region``: normalised x1,y1,x2,y2 crop; ``size``: (rows, columns) to fit within.
+    ``color_space``: the Photometric Interpretation of ``arr`` itself when it is not the header's: a
+    decoder hands back RGB for compressed YBR_FULL / YBR_FULL_422 (``app.codec.transcode.decode_frame``
+    says so), which must not be converted from YBR a second time.
     """
     if media_type not in FORMATS:
         raise RenderError(f"cannot render as {media_type}")
@@ -370,7 +374,7 @@ def render_frame(arr: np.ndarray, *, header: Dataset, media_type: str = "image/j
         pixels = _grayscale(arr if arr.ndim == 2 else arr[..., 0], header, window, presentation)
         image = Image.fromarray(pixels)
     else:
-        pixels = _color(arr, header, photometric)
+        pixels = _color(arr, header, color_space or photometric)
         image = Image.fromarray(np.ascontiguousarray(pixels[..., :3]))
     image = _presentation_geometry(image, presentation)
     image = _region(image, region)

@@ -256,7 +256,8 @@ def dataset_from_json(metadata: dict, bulk_reader) -> Dataset:
 def render_frames(storage, row, numbers: list[int], media_type: str, *, metadata: dict | None = None,
                   **options) -> Iterator[tuple[int, bytes]]:
     """(frame number, encoded image) for each of ``numbers``: decode with the codec plugins, then
-    ``render.render_frame(arr, header=..., media_type=..., frame=number, **options)``.
+    ``render.render_frame(arr, header=..., media_type=..., frame=number, color_space=..., **options)``
+    (``color_space``: what the decoder handed back, RGB for compressed YBR; the header still says YBR).
 
     The row needs ``metadata_json`` unless ``metadata`` (the parsed DICOM JSON of the row) is given. 406
     when the stored syntax has no decoder or a frame cannot be shown.
@@ -273,9 +274,9 @@ def render_frames(storage, row, numbers: list[int], media_type: str, *, metadata
                             layout=layout)
     for number in numbers:
         try:
-            arr = tc.frame_array(source.data(number), source.stored_ts, info)
+            arr, color_space = tc.decode_frame(source.data(number), source.stored_ts, info)
             yield number, rendering.render_frame(arr, header=header, media_type=media_type, frame=number,
-                                                 **options)
+                                                 color_space=color_space, **options)
         except (tc.TranscodeError, rendering.RenderError, ValueError) as exc:
             raise NotAcceptable(f"instance {row.sop_instance_uid} frame {number} cannot be rendered: {exc}") \
                 from None

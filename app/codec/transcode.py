@@ -17,7 +17,7 @@ from typing import BinaryIO
 import numpy as np
 import pydicom
 from pydicom.encaps import encapsulate, generate_frames
-from pydicom.pixels import get_decoder, get_encoder
+from pydicom.pixels import get_decoder, get_encoder, pixel_array
 from pydicom.uid import UID
 
 from app.dicomweb import negotiation as n
@@ -173,14 +173,26 @@ def transcode_file(source: BinaryIO, target: str, temp_dir: str) -> str:
 
 def frame_array(data: bytes, source: str, info: PixelInfo) -> np.ndarray:
     """Decode one frame's bytes (native frame bytes or the concatenated fragments of one encapsulated
-    frame) to an array (rows, columns[, samples]); color is returned as RGB for YBR JPEG."""
+    frame) to an array (rows, columns[, samples]); the colour space is ``decode_frame``'s."""
+    return decode_frame(data, source, info)[0]
+
+
+def decode_frame(data: bytes, source: str, info: PixelInfo) -> tuple[np.ndarray, str]:
+    """``frame_array`` and the Photometric Interpretation of the array it returns.
+
+    Native frames are the stored values: their colour space is the object's (YBR stays YBR). Compressed
+    frames are what pydicom's decoder hands back, and it says which: YBR_FULL / YBR_FULL_422 become RGB
+    (pydicom converts them, whichever plugin decoded), JPEG 2000's YBR_ICT / YBR_RCT become RGB (the
+    JPEG 2000 decoder undoes its component transform), everything else keeps the stored value.
+    """
     try:
         if source in n.NATIVE:
             count = info.rows * info.columns * info.samples_per_pixel
             if info.bits_allocated == 1:          # packed bits, first pixel in the lowest bit
                 bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")[:count]
                 return bits.reshape((info.rows, info.columns) if info.samples_per_pixel == 1
-                                    else (info.rows, info.columns, info.samples_per_pixel))
+                                    else (info.rows, info.columns, info.samples_per_pixel)), \
+                    info.photometric_interpretation
             if info.bits_allocated not in (8, 16, 32, 64):
                 raise TranscodeError(f"{info.bits_allocated}-bit native frames cannot be decoded")
             kind = "i" if info.pixel_representation else "u"
@@ -194,11 +206,11 @@ def frame_array(data: bytes, source: str, info: PixelInfo) -> np.ndarray:
                     arr = arr.reshape(info.rows, info.columns, info.samples_per_pixel)
             else:
                 arr = arr.reshape(info.rows, info.columns)
-            return arr.astype(arr.dtype.newbyteorder("<"))
+            return arr.astype(arr.dtype.newbyteorder("<")), info.photometric_interpretation
         decoder = get_decoder(source)
-        arr, _ = decoder.as_array(encapsulate([data]), transfer_syntax_uid=UID(source),
-                                  **info.codec_options(1))
-        return arr
+        arr, changes = decoder.as_array(encapsulate([data]), transfer_syntax_uid=UID(source),
+                                        **info.codec_options(1))
+        return arr, str(changes.get("photometric_interpretation", info.photometric_interpretation))
     except TranscodeError:
         raise
     except Exception as exc:
@@ -238,9 +250,14 @@ def frames_from_file(source: BinaryIO, numbers: list[int]) -> tuple[str, PixelIn
     if UID(stored).is_compressed:
         frames = list(generate_frames(ds.PixelData, number_of_frames=info.number_of_frames))
         return stored, info, [frames[i - 1] for i in numbers]
-    arr = ds.pixel_array
+    # The stored values, as a native frame holds them: no colour conversion (raw; pydicom's pixel_array
+    # makes YBR_FULL / YBR_FULL_422 RGB), colour planes kept apart when PlanarConfiguration is 1.
+    # Native YBR_FULL_422 comes back with its chroma upsampled (3 samples per pixel, still YBR).
+    arr = pixel_array(ds, raw=True)
     if info.number_of_frames == 1:
         arr = arr[np.newaxis]
+    if info.samples_per_pixel > 1 and info.planar_configuration:
+        arr = arr.transpose(0, 3, 1, 2)
     native = [np.ascontiguousarray(arr[i - 1]) for i in numbers]
     if info.bits_allocated == 1:
         return n.EXPLICIT_LE, info, [np.packbits(f.ravel(), bitorder="little").tobytes() for f in native]
