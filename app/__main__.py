@@ -14,9 +14,11 @@ def _load(config):
 
 
 def _waitress_options(args) -> dict:
-    # STOW bodies are streamed by the app; let waitress hand them over in large buffers, and read the
-    # socket in large pieces (its default of 8 KiB costs a Python call per 8 KiB of every upload).
-    return dict(threads=args.threads, ident="DICOMcloud", inbuf_overflow=1 << 20, recv_bytes=1 << 18,
+    # waitress receives a whole request body before the app runs: bodies up to 8 MiB (a STOW of a few CT
+    # slices) stay in memory, larger ones go to a temporary file (written and read back once more);
+    # 8 MiB x waitress's 100 connections bounds that memory. Sockets are read in 256 KiB pieces (the
+    # default of 8 KiB costs a Python call per 8 KiB of every upload).
+    return dict(threads=args.threads, ident="DICOMcloud", inbuf_overflow=1 << 23, recv_bytes=1 << 18,
                 max_request_body_size=1 << 40, channel_timeout=300)
 
 
