@@ -6,7 +6,7 @@ instances (by instance number, then insertion), so the same request always strea
 """
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
 
 from app.index import tables as t
@@ -33,45 +33,78 @@ _LOCATION_COLUMNS = (
 )
 
 
-def _select(columns, study_uid: str, series_uid: str | None, sop_uid: str | None):
-    query = (select(*columns)
-             .select_from(t.instance.join(t.series, t.instance.c.series_key == t.series.c.series_key)
-                          .join(t.study, t.series.c.study_key == t.study.c.study_key))
-             .where(t.study.c.study_instance_uid == study_uid))
+# Each query shape is built once, its UIDs bound as parameters: SQLAlchemy then reuses the compiled
+# statement (its cache key is memoised on the statement object) instead of building and keying a new
+# Select on every request (0.20 -> 0.06 ms per lookup on SQLite).
+_FROM = (t.instance.join(t.series, t.instance.c.series_key == t.series.c.series_key)
+         .join(t.study, t.series.c.study_key == t.study.c.study_key))
+_ORDER = (t.series.c.series_number.is_(None), t.series.c.series_number, t.series.c.series_key,
+          t.instance.c.instance_number.is_(None), t.instance.c.instance_number, t.instance.c.instance_key)
+_METADATA_COLUMNS = (t.instance.c.sop_instance_uid, t.instance.c.transfer_syntax_uid,
+                     t.instance.c.metadata_json)
+
+
+def _columns(with_metadata: bool) -> tuple:
+    return _LOCATION_COLUMNS + ((t.instance.c.metadata_json,) if with_metadata else ())
+
+
+def _select(columns, by_series: bool, by_sop: bool):
+    """The instances of a study (``:study_uid``), optionally of one series (``:series_uid``) and one SOP
+    Instance UID (``:sop_uid``), in the stable order."""
+    query = (select(*columns).select_from(_FROM)
+             .where(t.study.c.study_instance_uid == bindparam("study_uid")))
+    if by_series:
+        query = query.where(t.series.c.series_instance_uid == bindparam("series_uid"))
+    if by_sop:
+        query = query.where(t.instance.c.sop_instance_uid == bindparam("sop_uid"))
+    return query.order_by(*_ORDER)
+
+
+def _select_by_sop(with_metadata: bool):
+    return (select(*_columns(with_metadata)).select_from(_FROM)
+            .where(t.series.c.series_instance_uid == bindparam("series_uid"))
+            .where(t.instance.c.sop_instance_uid == bindparam("sop_uid"))
+            .order_by(t.instance.c.instance_key))
+
+
+_SHAPES = [(by_series, by_sop) for by_series in (False, True) for by_sop in (False, True)]
+# (series UID given, SOP Instance UID given, with metadata) -> statement
+_INSTANCES = {(by_series, by_sop, with_metadata): _select(_columns(with_metadata), by_series, by_sop)
+              for by_series, by_sop in _SHAPES for with_metadata in (False, True)}
+# (series UID given, SOP Instance UID given) -> statement
+_METADATA = {shape: _select(_METADATA_COLUMNS, *shape) for shape in _SHAPES}
+# with metadata -> statement
+_BY_SOP = {with_metadata: _select_by_sop(with_metadata) for with_metadata in (False, True)}
+
+
+def _params(study_uid: str, series_uid: str | None, sop_uid: str | None) -> dict:
+    params = {"study_uid": study_uid}
     if series_uid is not None:
-        query = query.where(t.series.c.series_instance_uid == series_uid)
+        params["series_uid"] = series_uid
     if sop_uid is not None:
-        query = query.where(t.instance.c.sop_instance_uid == sop_uid)
-    return query.order_by(t.series.c.series_number.is_(None), t.series.c.series_number, t.series.c.series_key,
-                           t.instance.c.instance_number.is_(None), t.instance.c.instance_number,
-                           t.instance.c.instance_key)
+        params["sop_uid"] = sop_uid
+    return params
 
 
 def find_instances(engine: Engine, study_uid: str, series_uid: str | None = None,
                    sop_uid: str | None = None, *, with_metadata: bool = False) -> list:
     """Rows of the matching instances (empty list when nothing matches)."""
-    columns = _LOCATION_COLUMNS + ((t.instance.c.metadata_json,) if with_metadata else ())
+    statement = _INSTANCES[series_uid is not None, sop_uid is not None, bool(with_metadata)]
     with engine.connect() as conn:
-        return list(conn.execute(_select(columns, study_uid, series_uid, sop_uid)))
+        return list(conn.execute(statement, _params(study_uid, series_uid, sop_uid)))
 
 
 def find_metadata(engine: Engine, study_uid: str, series_uid: str | None = None,
                   sop_uid: str | None = None) -> list:
     """(sop_instance_uid, transfer_syntax_uid, metadata_json) of the matching instances, in order."""
-    columns = (t.instance.c.sop_instance_uid, t.instance.c.transfer_syntax_uid, t.instance.c.metadata_json)
+    statement = _METADATA[series_uid is not None, sop_uid is not None]
     with engine.connect() as conn:
-        return list(conn.execute(_select(columns, study_uid, series_uid, sop_uid)))
+        return list(conn.execute(statement, _params(study_uid, series_uid, sop_uid)))
 
 
 def find_by_sop(engine: Engine, series_uid: str, sop_uid: str, *, with_metadata: bool = False) -> list:
     """Rows of an instance named by its series and SOP Instance UIDs, in whatever study it is stored (a
     presentation state may live in another study than the images it references)."""
-    columns = _LOCATION_COLUMNS + ((t.instance.c.metadata_json,) if with_metadata else ())
-    query = (select(*columns)
-             .select_from(t.instance.join(t.series, t.instance.c.series_key == t.series.c.series_key)
-                          .join(t.study, t.series.c.study_key == t.study.c.study_key))
-             .where(t.series.c.series_instance_uid == series_uid)
-             .where(t.instance.c.sop_instance_uid == sop_uid)
-             .order_by(t.instance.c.instance_key))
+    params = {"series_uid": series_uid, "sop_uid": sop_uid}
     with engine.connect() as conn:
-        return list(conn.execute(query))
+        return list(conn.execute(_BY_SOP[bool(with_metadata)], params))
