@@ -6,7 +6,7 @@ instances (by instance number, then insertion), so the same request always strea
 """
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, case, literal_column, select
 from sqlalchemy.engine import Engine
 
 from app.index import tables as t
@@ -38,8 +38,16 @@ _LOCATION_COLUMNS = (
 # Select on every request (0.20 -> 0.06 ms per lookup on SQLite).
 _FROM = (t.instance.join(t.series, t.instance.c.series_key == t.series.c.series_key)
          .join(t.study, t.series.c.study_key == t.study.c.study_key))
-_ORDER = (t.series.c.series_number.is_(None), t.series.c.series_number, t.series.c.series_key,
-          t.instance.c.instance_number.is_(None), t.instance.c.instance_number, t.instance.c.instance_key)
+
+
+def _nulls_last(column):
+    """Sorts rows without a value after the others: CASE, because MS SQL takes no predicate (``x IS
+    NULL``) as an ORDER BY expression; the same order as ``x IS NULL`` on SQLite and PostgreSQL."""
+    return case((column.is_(None), literal_column("1")), else_=literal_column("0"))
+
+
+_ORDER = (_nulls_last(t.series.c.series_number), t.series.c.series_number, t.series.c.series_key,
+          _nulls_last(t.instance.c.instance_number), t.instance.c.instance_number, t.instance.c.instance_key)
 _METADATA_COLUMNS = (t.instance.c.sop_instance_uid, t.instance.c.transfer_syntax_uid,
                      t.instance.c.metadata_json)
 
