@@ -13,11 +13,12 @@ import itertools
 import re
 
 import pytest
-from sqlalchemy import case, event, literal_column, select
+from sqlalchemy import case, create_engine, event, literal_column, select
 from sqlalchemy.dialects import mssql, postgresql, sqlite
 
 from app.index import retrieve
 from app.index import tables as t
+from app.index.schema import apply_schema
 from tests.helpers import make_dataset, multipart, stow_headers, to_bytes, uid
 
 DIALECTS = {"sqlite": sqlite.dialect(), "postgresql": postgresql.dialect(), "mssql": mssql.dialect()}
@@ -120,7 +121,11 @@ def stored(request, make_app):
     with and without InstanceNumber, stored out of order; (engine, study, [(series, sop), ...])."""
     overrides = {}
     if request.param == "postgresql":
-        overrides["app:PacsDataArchieve"] = request.getfixturevalue("postgres_url")
+        url = request.getfixturevalue("postgres_url")
+        engine = create_engine(url)
+        apply_schema(engine)
+        engine.dispose()
+        overrides["app:PacsDataArchieve"] = url
     app = make_app(**overrides)
     payloads, members = [], []
     for series, series_number in (("b", 2), ("none", None), ("a", 1)):
