@@ -66,14 +66,19 @@ class InspectedInstance:
     warnings: list[str] = field(default_factory=list)
 
 
-def _first(ds: Dataset, keyword: str):
-    try:
-        value = ds.get(keyword)
-    except Exception:
-        return None
-    if isinstance(value, pydicom.multival.MultiValue):
-        return value[0] if len(value) else None
-    return value
+def _get(ds: Dataset, keyword: str):
+    """``ds.get(keyword)``, but read straight from the element's bytes when it holds one plain value (the
+    common case: no DataElement is built); anything else is left to pydicom as before."""
+    raw = ds.get_item(tag_for_keyword(keyword), keep_deferred=True)
+    if type(raw) is RawDataElement and raw.VR not in BULK_VRS:
+        entry = _raw_json(raw, False)
+        if entry is not None:
+            values = entry.get("Value")
+            if not values:
+                return None
+            if len(values) == 1:
+                return values[0]
+    return ds.get(keyword)
 
 
 def _valid_uid(value) -> bool:
@@ -106,8 +111,8 @@ def inspect_file(path: str) -> InspectedInstance:
             TypeError, AttributeError) as exc:
         raise InvalidInstance(0xC000, f"not a readable DICOM Part-10 object: {exc}") from exc
 
-    sop_class = str(ds.get("SOPClassUID", "") or getattr(ds.file_meta, "MediaStorageSOPClassUID", "") or "")
-    sop_instance = str(ds.get("SOPInstanceUID", "") or
+    sop_class = str(_get(ds, "SOPClassUID") or getattr(ds.file_meta, "MediaStorageSOPClassUID", "") or "")
+    sop_instance = str(_get(ds, "SOPInstanceUID") or
                        getattr(ds.file_meta, "MediaStorageSOPInstanceUID", "") or "")
     try:
         _check_complete(ds, path)
@@ -138,11 +143,11 @@ def _inspect(ds: Dataset, sop_class: str, sop_instance: str) -> InspectedInstanc
     transfer_syntax = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "")
     if not transfer_syntax:
         raise InvalidInstance(0xC000, "the file meta information has no Transfer Syntax UID")
-    study_uid = str(ds.get("StudyInstanceUID", "") or "")
-    series_uid = str(ds.get("SeriesInstanceUID", "") or "")
+    study_uid = str(_get(ds, "StudyInstanceUID") or "")
+    series_uid = str(_get(ds, "SeriesInstanceUID") or "")
     # The data set's own SOP Common attributes are Type 1; the file meta copies only help the report.
-    missing = [name for name, value in (("SOPClassUID", ds.get("SOPClassUID")),
-                                        ("SOPInstanceUID", ds.get("SOPInstanceUID")),
+    missing = [name for name, value in (("SOPClassUID", _get(ds, "SOPClassUID")),
+                                        ("SOPInstanceUID", _get(ds, "SOPInstanceUID")),
                                         ("StudyInstanceUID", study_uid), ("SeriesInstanceUID", series_uid))
                if not value]
     if missing:
@@ -159,7 +164,7 @@ def _inspect(ds: Dataset, sop_class: str, sop_instance: str) -> InspectedInstanc
     # rtplan.dcm): the dataset's own SOPInstanceUID is authoritative, the file is stored as sent.
     warnings: list[str] = []
 
-    bits_allocated = v.to_int(ds.get("BitsAllocated"))
+    bits_allocated = v.to_int(_get(ds, "BitsAllocated"))
     instance_path = f"studies/{study_uid}/series/{series_uid}/instances/{sop_instance}"
     bulk: dict[str, list[int]] = {}
     candidates: dict[str, tuple[int, list[int], int]] = {}
@@ -457,7 +462,7 @@ def _frame_layout(ds: Dataset, transfer_syntax: str, instance: dict) -> list | N
     filename = ds.filename if isinstance(ds.filename, str) else None
     if raw.length != 0xFFFFFFFF:
         rows, columns, bits = instance["rows"], instance["columns"], instance["bits_allocated"]
-        samples = v.to_int(ds.get("SamplesPerPixel")) or 1
+        samples = v.to_int(_get(ds, "SamplesPerPixel")) or 1
         if not (rows and columns and bits) or (rows * columns * samples * bits) % 8:
             return None
         size = rows * columns * samples * bits // 8
