@@ -6,9 +6,11 @@
     .venv/bin/python -m bench.profile_stow --py-spy /tmp/pyspy/bin/py-spy --clients 1 --workdir /dev/shm/prof
 
 Prints the throughput and the share of the request threads' samples (inside ``store_request``) spent in each
-step: blob write and its fsyncs, waiting for the SQLite write lock (BEGIN IMMEDIATE), COMMIT, the index
-statements, pydicom inspection, the multipart reader; and the samples of waitress's I/O thread receiving
-request bodies. py-spy itself costs about a third of the throughput; read the shares, not the rate.
+step: putting the blob, waiting for the batch's fsyncs, waiting for the SQLite write lock (BEGIN
+IMMEDIATE), COMMIT, the index statements, inspection (pydicom parse + DICOM JSON), the multipart reader; and
+the samples of waitress's I/O threads receiving request bodies. Samples are summed over the worker processes
+(``serve`` starts one per core). py-spy itself costs about a third of the throughput; read the shares, not the
+rate.
 """
 from __future__ import annotations
 
@@ -27,13 +29,13 @@ from bench.servers import OurServer
 HERE = Path(__file__).resolve().parent
 
 STEPS = [  # (label, predicate on the ';'-joined stack)
-    ("blob put_file (incl. fsync)", lambda s: "FileSystemStorage.put_file" in s),
-    ("  of which fsync of file + directory",
-     lambda s: "put_file (app/storage/filesystem.py:44)" in s or "_fsync_dir" in s),
+    ("blob put (rename into storage, fsync queued)", lambda s: "FileSystemStorage.put_file" in s),
+    ("waiting for the batch's blob fsyncs", lambda s: "FileSystemStorage.sync" in s),
     ("BEGIN IMMEDIATE (waiting for the write lock)", lambda s: "write_transaction.__enter__" in s),
     ("COMMIT (WAL fsync)", lambda s: "write_transaction.__exit__" in s),
-    ("index statements", lambda s: "store_instance (app/index/store.py" in s and "write_transaction" not in s),
-    ("inspect (pydicom)", lambda s: "inspect_file" in s),
+    ("index statements", lambda s: "_store_batch_once (app/index/store.py" in s and "write_transaction" not in s),
+    ("inspect (pydicom parse + DICOM JSON)", lambda s: "inspect_file" in s),
+    ("  of which pydicom dcmread", lambda s: "inspect_file" in s and "dcmread" in s),
     ("multipart read/spool", lambda s: "iter_parts" in s),
 ]
 
@@ -76,7 +78,7 @@ def main(argv=None) -> int:
         bench = Bench({"ours": server}, data, sizes, 1, workdir=folder, log=lambda *_: None)
         bench.warm_up(server, "profile")
         spy = subprocess.Popen([args.py_spy, "record", "-p", str(server.pid), "-o", str(raw), "--format", "raw",
-                                "-r", str(args.rate), "--idle", "--threads"],
+                                "-r", str(args.rate), "--idle", "--threads", "--subprocesses"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1)
         root = Path(data["images"]["root"])
