@@ -1,4 +1,4 @@
-"""Writing instances into the index: one transaction per instance, counters kept exact.
+"""Writing instances into the index: one transaction per batch, a savepoint per instance, counters kept exact.
 
 No pydicom here: callers hand in plain dicts (see app/codec/instance.py) whose keys are column names.
 Concurrent stores of instances of one study (several clients, several workers) converge on one patient,
