@@ -35,6 +35,7 @@ def health():
         log.warning("health: storage check failed: %s", exc)
         storage["error"] = type(exc).__name__
     healthy = database["ok"] and storage["ok"]
-    response = jsonify({"status": "ok" if healthy else "unavailable", "database": database, "storage": storage})
+    response = jsonify({"status": "ok" if healthy else "unavailable", "database": database,
+                        "storage": storage})
     response.status_code = 200 if healthy else 503
     return response

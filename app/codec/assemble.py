@@ -37,7 +37,8 @@ def write_part10(dataset_json: dict, resolve_bulk: BulkResolver, path: str) -> N
         try:
             data, media_type, syntax = resolve_bulk(uri)
         except KeyError:
-            raise InvalidInstance(0xA900, f"BulkDataURI {uri!r} of {tag} names no part of the request") from None
+            raise InvalidInstance(0xA900,
+                                  f"BulkDataURI {uri!r} of {tag} names no part of the request") from None
         if tag.upper() == "7FE00010" and media_type and media_type != "application/octet-stream":
             syntax = syntax or FRAME_MEDIA_DEFAULT_SYNTAX.get(media_type)
             if not syntax:

@@ -246,7 +246,8 @@ def _inspect(ds: Dataset, sop_class: str, sop_instance: str) -> InspectedInstanc
 
 _TAGS = {keyword: f"{tag_for_keyword(keyword):08X}" for keyword in (
     "PatientName", "ReferringPhysicianName", "StudyDate", "StudyTime", "PatientID", "IssuerOfPatientID",
-    "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID", "StudyDescription", "TimezoneOffsetFromUTC",
+    "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID", "StudyDescription",
+    "TimezoneOffsetFromUTC",
     "SpecificCharacterSet", "Modality", "SeriesNumber", "SeriesDescription", "SeriesDate", "SeriesTime",
     "BodyPartExamined", "Laterality", "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime",
     "RequestAttributesSequence", "RequestedProcedureID", "ScheduledProcedureStepID", "InstanceNumber",
@@ -401,8 +402,9 @@ def _to_json(ds: Dataset, path: list[str], instance_path: str, candidates: dict,
         is_deferred = isinstance(raw, RawDataElement) and raw.value is None and raw.length not in (0, None)
         element_path = path + [tag_hex]
         is_pixel_data = int(tag) in PIXEL_DATA_TAGS and length not in (0, None)
-        if vr in BULK_VRS and (is_deferred or is_pixel_data or (length is not None and 0 < length != 0xFFFFFFFF
-                                                                and length > BULK_DATA_THRESHOLD)):
+        if vr in BULK_VRS and (is_deferred or is_pixel_data
+                               or (length is not None and 0 < length != 0xFFFFFFFF
+                                   and length > BULK_DATA_THRESHOLD)):
             key = "/".join(element_path)
             result[tag_hex] = {"vr": vr, "BulkDataURI": f"{BULK_BASE_TOKEN}{instance_path}/bulkdata/{key}"}
             tell = getattr(raw, "value_tell", None)
@@ -493,7 +495,8 @@ def _frame_layout(ds: Dataset, transfer_syntax: str, instance: dict) -> list | N
 
 
 def _read_fragments(handle, start: int, little_endian: bool) -> list[tuple[int, int, int]]:
-    """(data offset, length, item offset) of each item of encapsulated Pixel Data, Basic Offset Table first."""
+    """(data offset, length, item offset) of each item of encapsulated Pixel Data, Basic Offset Table
+    first."""
     order = "<" if little_endian else ">"
     handle.seek(start)
     items = []

@@ -163,7 +163,8 @@ def effective_window(header: Dataset, window: Window | None,
     return _window_of(header)
 
 
-def _modality_values(arr: np.ndarray, header: Dataset, presentation: PresentationEffects | None) -> np.ndarray:
+def _modality_values(arr: np.ndarray, header: Dataset,
+                     presentation: PresentationEffects | None) -> np.ndarray:
     if presentation is not None and presentation.rescale is not None:
         slope, intercept = presentation.rescale
         return arr.astype(np.float64) * slope + intercept

@@ -17,7 +17,8 @@ _DEPTH_LIMIT = 64
 
 
 def is_structured_report(sop_class: str | None, dataset_hint: dict | None = None) -> bool:
-    """SR Storage SOP Classes (…88.x), incl. Key Object Selection; or any object whose root is a CONTAINER."""
+    """SR Storage SOP Classes (…88.x), incl. Key Object Selection; or any object whose root is a
+    CONTAINER."""
     if sop_class and str(sop_class).startswith(SR_CLASS_PREFIX):
         return True
     if dataset_hint:

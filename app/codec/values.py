@@ -49,7 +49,8 @@ def combine_datetime(date: str, time: str) -> str:
 
 
 def fold_name(value) -> str:
-    """A person name folded for matching: accents removed, upper case (component separators kept as written)."""
+    """A person name folded for matching: accents removed, upper case (component separators kept as
+    written)."""
     text = unicodedata.normalize("NFKD", str(value or ""))
     text = "".join(c for c in text if not unicodedata.combining(c))
     return text.upper().strip()

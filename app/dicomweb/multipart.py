@@ -64,7 +64,8 @@ class _Reader:
         self.total += len(chunk)
         if self.limit and self.total > self.limit:
             from app.errors import PayloadTooLarge
-            raise PayloadTooLarge(f"request body exceeds the limit of {self.limit} bytes (stow:maxRequestBytes)")
+            raise PayloadTooLarge(f"request body exceeds the limit of {self.limit} bytes "
+                                  "(stow:maxRequestBytes)")
         self.buffer += chunk
         return True
 
@@ -177,7 +178,8 @@ def part_header(boundary: str, headers: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def write_multipart(boundary: str, parts: Iterable[tuple[dict[str, str], Iterable[bytes]]]) -> Iterator[bytes]:
+def write_multipart(boundary: str,
+                    parts: Iterable[tuple[dict[str, str], Iterable[bytes]]]) -> Iterator[bytes]:
     """Stream a multipart/related body from (headers, body chunks) pairs."""
     first = True
     for headers, body in parts:

@@ -30,7 +30,8 @@ def create_index_engine(settings) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise ConfigurationError([f"app:PacsDataArchieve: not a database URL or connection string: {exc}"]) from exc
+        raise ConfigurationError(
+            [f"app:PacsDataArchieve: not a database URL or connection string: {exc}"]) from exc
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return _sqlite_engine(parsed)

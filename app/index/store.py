@@ -69,7 +69,8 @@ _PATIENT_DEMOGRAPHICS = ("patient_name", "patient_name_match", "patient_sex", "p
 # Built once: SQLAlchemy then reuses their compiled forms without building statements per instance.
 _INSERT = {table.name: insert(table) for table in (t.patient, t.study, t.series, t.instance,
                                                    t.series_request_attributes)}
-_PATIENT_BY_IDENTITY = select(t.patient.c.patient_key, *(t.patient.c[name] for name in _PATIENT_DEMOGRAPHICS)) \
+_PATIENT_BY_IDENTITY = select(t.patient.c.patient_key,
+                              *(t.patient.c[name] for name in _PATIENT_DEMOGRAPHICS)) \
     .where(t.patient.c.identity_hash == bindparam("key"))
 _STUDY_BY_UID = select(t.study.c.study_key).where(t.study.c.study_instance_uid == bindparam("key"))
 _SERIES_BY_UID = select(t.series.c.series_key, t.series.c.study_key, t.series.c.number_of_instances) \

@@ -143,7 +143,8 @@ Index("ix_series_request_rpid", series_request_attributes.c.requested_procedure_
 instance = Table(
     "instance",
     metadata,
-    Column("instance_key", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("instance_key", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
     Column("series_key", ForeignKey("series.series_key", name="fk_instance_series"), nullable=False),
     Column("sop_instance_uid", String(UID), nullable=False),
     Column("sop_class_uid", String(UID), nullable=False),

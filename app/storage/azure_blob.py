@@ -178,7 +178,8 @@ class AzureBlobStorage:
         except self._exceptions.AzureError as exc:
             raise self._translate(exc, key) from exc
         if len(data) != length:
-            raise StorageError(f"Azure Blob Storage: {key}: expected {length} bytes at {start}, got {len(data)}")
+            raise StorageError(f"Azure Blob Storage: {key}: expected {length} bytes at {start}, "
+                               f"got {len(data)}")
         return data
 
     # ------------------------------------------------------------------ BlobStorage
@@ -216,7 +217,8 @@ class AzureBlobStorage:
             except self._exceptions.ResourceNotFoundError as exc:
                 # The container went away after start (deleted by hand): create it again, once.
                 if attempt == 2:
-                    raise StorageError(f"Azure Blob Storage: cannot write blob {key}: {_describe(exc)}") from exc
+                    raise StorageError(
+                        f"Azure Blob Storage: cannot write blob {key}: {_describe(exc)}") from exc
                 self._container_ready = False
                 self._ensure_container()
             except self._exceptions.AzureError as exc:
@@ -373,5 +375,7 @@ class _BlobFile(io.BufferedIOBase):
 def _describe(exc: Exception) -> str:
     """A one-line reason, without the request dump the SDK appends to its messages."""
     lines = str(exc).strip().splitlines()
-    details = ", ".join(str(x) for x in (getattr(exc, "status_code", None), getattr(exc, "error_code", None)) if x)
-    return f"{type(exc).__name__}{f' ({details})' if details else ''}: {lines[0] if lines else ''}".rstrip(": ")
+    details = ", ".join(str(x) for x in (getattr(exc, "status_code", None), getattr(exc, "error_code", None))
+                        if x)
+    first_line = lines[0] if lines else ""
+    return f"{type(exc).__name__}{f' ({details})' if details else ''}: {first_line}".rstrip(": ")

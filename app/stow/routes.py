@@ -18,8 +18,8 @@ blp = Blueprint("stow", __name__, description="STOW-RS: store instances (PS3.18 
 _REQUEST_BODY = {
     "required": True,
     "description": "multipart/related; type=\"application/dicom\" with one Part-10 object per part, or "
-                   "type=\"application/dicom+json\" / \"application/dicom+xml\" metadata parts plus bulk data "
-                   "parts referenced by Content-Location.",
+                   "type=\"application/dicom+json\" / \"application/dicom+xml\" metadata parts plus bulk "
+                   "data parts referenced by Content-Location.",
     "content": {"multipart/related": {"schema": {"type": "string", "format": "binary"}}},
 }
 _RESPONSES = {

@@ -138,7 +138,8 @@ def store_files(paths, ctx: StoreContext, outcome: StoreOutcome | None = None) -
     return outcome
 
 
-def _store_dicom_part(part: Part, url_study_uid: str | None, ctx: StoreContext, outcome: StoreOutcome) -> None:
+def _store_dicom_part(part: Part, url_study_uid: str | None, ctx: StoreContext,
+                      outcome: StoreOutcome) -> None:
     part_type = media.parse_media_type(part.content_type)
     if part_type is not None and part_type.type != media.DICOM:
         _fail(outcome, status.CANNOT_UNDERSTAND, f"part {part.index + 1} is {part_type.type}, "
@@ -162,7 +163,8 @@ def _store_file(path: str, label: str, url_study_uid: str | None, ctx: StoreCont
         inspected.warnings.append("de-identified on store (PS3.15 Annex E)")
     if url_study_uid and inspected.study_instance_uid != url_study_uid:
         _fail(outcome, status.DATA_SET_DOES_NOT_MATCH,
-              f"{label}: StudyInstanceUID {inspected.study_instance_uid} differs from {url_study_uid} in the URL",
+              f"{label}: StudyInstanceUID {inspected.study_instance_uid} differs from {url_study_uid} "
+              "in the URL",
               inspected.sop_class_uid, inspected.sop_instance_uid)
         return
     # A duplicate is refused by the index in ``flush`` (one statement fewer per instance than asking first).
@@ -209,7 +211,8 @@ def flush(ctx: StoreContext, outcome: StoreOutcome) -> None:
     if not pending:
         return
     try:
-        ctx.storage.sync([key for _, _, key, _ in pending])   # the bytes are durable before the index names them
+        # The bytes are durable before the index names them.
+        ctx.storage.sync([key for _, _, key, _ in pending])
     except StorageError as exc:
         log.error("blobs could not be made durable: %s", exc)
         for label, inspected, key, _ in pending:
@@ -262,7 +265,8 @@ def _discard_blob(ctx: StoreContext, key: str) -> None:
         log.exception("could not remove blob %s; it is unreferenced and can be deleted", key)
 
 
-def _fail(outcome: StoreOutcome, reason: int, message: str, sop_class: str = "", sop_instance: str = "") -> None:
+def _fail(outcome: StoreOutcome, reason: int, message: str, sop_class: str = "",
+          sop_instance: str = "") -> None:
     log.info("STOW failure 0x%04X: %s", reason, message)
     item = {"00081197": {"vr": "US", "Value": [reason]}}
     if sop_class:
@@ -367,7 +371,8 @@ def _json_value(dataset_json: dict, tag: str) -> str:
 def response_dataset(outcome: StoreOutcome, retrieve_base: str) -> dict:
     """The Store Instances Response Module (PS3.18 Table 10.5.3-1) as DICOM JSON."""
     body: dict = {}
-    study_uid = outcome.url_study_uid or (next(iter(outcome.study_uids)) if len(outcome.study_uids) == 1 else None)
+    study_uid = outcome.url_study_uid or (next(iter(outcome.study_uids)) if len(outcome.study_uids) == 1
+                                          else None)
     if study_uid and outcome.referenced:
         body["00081190"] = {"vr": "UR", "Value": [f"{retrieve_base}/studies/{study_uid}"]}
     if outcome.failed:

@@ -15,7 +15,8 @@ FAILURE_REASONS: dict[int, tuple[str, str]] = {
     0xA900: ("Error: Data Set does not match SOP Class",
              "a required identifying attribute is missing or invalid, or the part belongs to another study "
              "than the one in the request URL"),
-    0xC000: ("Error: Cannot understand", "the part is not a readable DICOM object or its media type is wrong"),
+    0xC000: ("Error: Cannot understand",
+             "the part is not a readable DICOM object or its media type is wrong"),
     0xC122: ("Referenced Transfer Syntax not supported", "reserved: every transfer syntax is stored as sent"),
 }
 
@@ -34,7 +35,8 @@ COERCION_OF_DATA_ELEMENTS = 0xB000
 
 
 def http_status(stored: int, failed: int, warned: int) -> int:
-    """HTTP status of a STOW-RS response (PS3.18 10.5.3): 200 all stored, 202 partial or warnings, 409 none."""
+    """HTTP status of a STOW-RS response (PS3.18 10.5.3): 200 all stored, 202 partial or warnings,
+    409 none."""
     if failed and not stored:
         return 409
     if failed or warned:

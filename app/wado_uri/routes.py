@@ -75,7 +75,8 @@ def wado_uri():
     """Retrieve one object by its UIDs (WADO-URI)."""
     parsed = service.parse_request(request.args)
     services = current_services()
-    ctx = service.UriContext(engine=services.engine, storage=services.storage, temp_dir=str(services.temp_dir),
-                             deidentifier=services.deidentifier, base=wado_rs_base())
+    ctx = service.UriContext(engine=services.engine, storage=services.storage,
+                             temp_dir=str(services.temp_dir), deidentifier=services.deidentifier,
+                             base=wado_rs_base())
     reply = service.retrieve(ctx, parsed, request.headers.get("Accept"))
     return respond(reply)

@@ -176,8 +176,8 @@ def parse_request(args: Mapping[str, str]) -> UriRequest:
     dicom_given = [name for name in DICOM_ONLY if name in found]
     image_given = [name for name in IMAGE_ONLY if name in found]
     if dicom_given and image_given:
-        raise BadRequest(f"{dicom_given[0]} (application/dicom only) cannot be combined with {image_given[0]} "
-                         "(rendered images only)")
+        raise BadRequest(f"{dicom_given[0]} (application/dicom only) cannot be combined with "
+                         f"{image_given[0]} (rendered images only)")
     content_type = found.get("contentType")
     if content_type is not None:
         ranges = media.parse_accept(content_type)
@@ -212,8 +212,8 @@ def parse_request(args: Mapping[str, str]) -> UriRequest:
     presentation = None
     p_uid, p_series = found.get("presentationUID"), found.get("presentationSeriesUID")
     if (p_uid is None) != (p_series is None):
-        raise BadRequest("presentationUID and presentationSeriesUID go together: "
-                         + ("presentationSeriesUID" if p_series is None else "presentationUID") + " is missing")
+        missing = "presentationSeriesUID" if p_series is None else "presentationUID"
+        raise BadRequest(f"presentationUID and presentationSeriesUID go together: {missing} is missing")
     if p_uid is not None:
         presentation = (_uid(found, "presentationSeriesUID"), _uid(found, "presentationUID"))
         if window is not None:
@@ -442,8 +442,8 @@ def _image(ctx: UriContext, request: UriRequest, row, metadata: dict, media_type
         # A multi-frame image as image/gif without frameNumber: every frame, animated (PS3.18 rendered
         # multi-frame media type). The presentation state's effects are those for frame 1.
         if count > MAX_ANIMATED_FRAMES:
-            raise NotAcceptable(f"object {request.sop} has {count} frames: more than {MAX_ANIMATED_FRAMES} are "
-                                "not animated; ask for one with frameNumber")
+            raise NotAcceptable(f"object {request.sop} has {count} frames: more than "
+                                f"{MAX_ANIMATED_FRAMES} are not animated; ask for one with frameNumber")
         numbers = list(range(1, count + 1))
     else:
         numbers = [request.frame_number or 1]
