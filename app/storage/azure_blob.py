@@ -377,5 +377,5 @@ def _describe(exc: Exception) -> str:
     lines = str(exc).strip().splitlines()
     details = ", ".join(str(x) for x in (getattr(exc, "status_code", None), getattr(exc, "error_code", None))
                         if x)
-    first_line = lines[0] if lines else ""
-    return f"{type(exc).__name__}{f' ({details})' if details else ''}: {first_line}".rstrip(": ")
+    return (f"{type(exc).__name__}{f' ({details})' if details else ''}: "
+            f"{lines[0] if lines else ''}").rstrip(": ")

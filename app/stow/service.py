@@ -211,7 +211,7 @@ def flush(ctx: StoreContext, outcome: StoreOutcome) -> None:
     if not pending:
         return
     try:
-        # The bytes are durable before the index names them.
+        # the bytes are durable before the index names them
         ctx.storage.sync([key for _, _, key, _ in pending])
     except StorageError as exc:
         log.error("blobs could not be made durable: %s", exc)

@@ -212,8 +212,9 @@ def parse_request(args: Mapping[str, str]) -> UriRequest:
     presentation = None
     p_uid, p_series = found.get("presentationUID"), found.get("presentationSeriesUID")
     if (p_uid is None) != (p_series is None):
-        missing = "presentationSeriesUID" if p_series is None else "presentationUID"
-        raise BadRequest(f"presentationUID and presentationSeriesUID go together: {missing} is missing")
+        raise BadRequest("presentationUID and presentationSeriesUID go together: "
+                         + ("presentationSeriesUID" if p_series is None else "presentationUID")
+                         + " is missing")
     if p_uid is not None:
         presentation = (_uid(found, "presentationSeriesUID"), _uid(found, "presentationUID"))
         if window is not None:
