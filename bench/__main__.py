@@ -13,7 +13,6 @@ import os
 import platform
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,7 +49,6 @@ def versions(servers: dict) -> dict:
     import numpy
     import pydicom
     import sqlalchemy
-    import waitress  # noqa: F401
     from importlib.metadata import version
     out = {"Python": platform.python_version(), "pydicom": pydicom.__version__, "numpy": numpy.__version__,
            "SQLAlchemy": sqlalchemy.__version__, "waitress": version("waitress"), "SQLite": sqlite3.sqlite_version}

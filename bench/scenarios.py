@@ -93,6 +93,20 @@ class NotImplementedYet(Exception):
     pass
 
 
+def expect_ok(response) -> None:
+    if response.status_code != 200:
+        raise Wrong(f"status {response.status_code}: {response.text[:200]}")
+
+
+def json_body(response):
+    """The body of a 200 answer as JSON (Wrong otherwise)."""
+    expect_ok(response)
+    try:
+        return response.json()
+    except ValueError:
+        raise Wrong("not JSON")
+
+
 # --- HTTP helpers --------------------------------------------------------------------------------------------
 
 _local = threading.local()
@@ -445,12 +459,7 @@ class Bench:
 
     def _qido_check(self, expected: int, predicate: Callable[[dict], bool] | None = None, exact: bool = True):
         def check(response):
-            if response.status_code != 200:
-                raise Wrong(f"status {response.status_code}: {response.text[:200]}")
-            try:
-                body = response.json()
-            except ValueError:
-                raise Wrong("not JSON")
+            body = json_body(response)
             if not isinstance(body, list):
                 raise Wrong("not a JSON array")
             if (len(body) != expected) if exact else (len(body) > expected):
@@ -532,12 +541,10 @@ class Bench:
         (root / "instance.dcm").write_bytes((src / series["instances"][0]["path"]).read_bytes())
         self.nginx_files = {"series": root / "series.bin", "instance": root / "instance.dcm"}
         if "multiframe" in self.data:
-            mf = self.data["multiframe"]
             size = self.sizes.frame_size
             for label, index in (("frame1", 0), ("frameN", int(self.sizes.frames * 0.9) - 1)):
                 (root / f"{label}.bin").write_bytes(generate.frame_bytes(index, size))
                 self.nginx_files[label] = root / f"{label}.bin"
-            del mf
 
     def _nginx_check(self, expected: int):
         def check(response):
@@ -548,8 +555,7 @@ class Bench:
     @staticmethod
     def _instances_check(expected_sops: list[str], expected_bytes: int, tolerance: float = 0.02):
         def check(response):
-            if response.status_code != 200:
-                raise Wrong(f"status {response.status_code}: {response.text[:200]}")
+            expect_ok(response)
             parts = parse_multipart(response.content, response.headers.get("Content-Type", ""))
             if len(parts) != len(expected_sops):
                 raise Wrong(f"{len(parts)} parts, expected {len(expected_sops)}")
@@ -572,8 +578,7 @@ class Bench:
     @staticmethod
     def _frame_check(nbytes: int, sha: str):
         def check(response):
-            if response.status_code != 200:
-                raise Wrong(f"status {response.status_code}: {response.text[:200]}")
+            expect_ok(response)
             parts = parse_multipart(response.content, response.headers.get("Content-Type", ""))
             if len(parts) != 1:
                 raise Wrong(f"{len(parts)} parts, expected 1")
@@ -585,12 +590,7 @@ class Bench:
     @staticmethod
     def _metadata_check(expected_sops: list[str]):
         def check(response):
-            if response.status_code != 200:
-                raise Wrong(f"status {response.status_code}: {response.text[:200]}")
-            try:
-                body = response.json()
-            except ValueError:
-                raise Wrong("not JSON")
+            body = json_body(response)
             if not isinstance(body, list) or len(body) != len(expected_sops):
                 raise Wrong(f"{len(body) if isinstance(body, list) else 'no'} items, expected {len(expected_sops)}")
             sops = {(item.get(SOP_INSTANCE_UID, {}).get("Value") or [None])[0] for item in body}
@@ -606,8 +606,7 @@ class Bench:
         magic = {"jpeg": b"\xff\xd8", "png": b"\x89PNG"}[kind]
 
         def check(response):
-            if response.status_code != 200:
-                raise Wrong(f"status {response.status_code}: {response.text[:200]}")
+            expect_ok(response)
             body = response.content
             if not body.startswith(magic):
                 # a multipart wrapper is acceptable if its single part is the image
@@ -694,8 +693,7 @@ class Bench:
                     break
 
         def dicom_check(response):
-            if response.status_code != 200:
-                raise Wrong(f"status {response.status_code}: {response.text[:200]}")
+            expect_ok(response)
             if response.content[128:132] != b"DICM" or abs(len(response.content) - inst["size"]) > 0.02 * inst["size"]:
                 raise Wrong(f"not the Part-10 instance ({len(response.content)} bytes)")
 

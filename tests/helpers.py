@@ -123,6 +123,28 @@ def make_source(folder: Path, data: bytes, name: str = "upload.tmp") -> Path:
 STORAGE_DATA = random.Random(99).randbytes(3 * CHUNK_SIZE + 12345)   # spans several default chunks
 
 
+def assert_every_operation_is_a_storage_error(storage, key: str, source: Path) -> None:
+    """Each BlobStorage operation on ``key`` raises StorageError, never BlobNotFound (which would turn a
+    broken store or a refused key into a 404 for a blob that may well exist)."""
+    import pytest
+
+    from app.errors import BlobNotFound, StorageError
+    operations = {
+        "put_file": lambda: storage.put_file(key, str(source)),
+        "put_file move": lambda: storage.put_file(key, str(source), move=True),
+        "open": lambda: storage.open(key),
+        "size": lambda: storage.size(key),
+        "exists": lambda: storage.exists(key),
+        "delete": lambda: storage.delete(key),
+        "read_range": lambda: storage.read_range(key, 0, 1),
+        "iter_range": lambda: list(storage.iter_range(key)),
+    }
+    for name, operation in operations.items():
+        with pytest.raises(StorageError) as info:
+            operation()
+        assert not isinstance(info.value, BlobNotFound), name
+
+
 def multipart(parts, boundary: str = "test-boundary-7d3f") -> bytes:
     """parts: bytes (typed application/dicom) or (headers dict, bytes)."""
     out = io.BytesIO()

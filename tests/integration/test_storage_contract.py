@@ -22,7 +22,7 @@ import pytest
 from app.errors import BlobNotFound, StorageError
 from app.storage.base import CHUNK_SIZE, BlobStorage, new_key
 from app.storage.filesystem import FileSystemStorage
-from tests.helpers import STORAGE_DATA as DATA, make_source
+from tests.helpers import STORAGE_DATA as DATA, assert_every_operation_is_a_storage_error, make_source
 
 AZURE_CONNECTION = os.environ.get("DICOMCLOUD_TEST_AZURE_CONNECTION")
 needs_azurite = pytest.mark.skipif(
@@ -287,20 +287,7 @@ class TestBlobStorageContract:
     def test_invalid_keys_raise_storage_error_everywhere(self, backend, source_dir, tmp_path, key):
         source = make_source(source_dir, b"attack")
         storage = backend.storage
-        operations = {
-            "put_file": lambda: storage.put_file(key, str(source)),
-            "put_file move": lambda: storage.put_file(key, str(source), move=True),
-            "open": lambda: storage.open(key),
-            "size": lambda: storage.size(key),
-            "exists": lambda: storage.exists(key),
-            "delete": lambda: storage.delete(key),
-            "read_range": lambda: storage.read_range(key, 0, 1),
-            "iter_range": lambda: list(storage.iter_range(key)),
-        }
-        for name, operation in operations.items():
-            with pytest.raises(StorageError) as info:
-                operation()
-            assert not isinstance(info.value, BlobNotFound), name
+        assert_every_operation_is_a_storage_error(storage, key, source)
         assert source.read_bytes() == b"attack"
         assert backend.stored_names() == []
         assert not (tmp_path / "x").exists()

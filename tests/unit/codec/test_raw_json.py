@@ -8,7 +8,6 @@ fast path must decline (return None) so that pydicom converts the element.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 

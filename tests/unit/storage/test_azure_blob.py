@@ -15,7 +15,7 @@ from app.storage.azure_blob import (DEVELOPMENT_KEY, AzureBlobStorage, is_connec
                                     normalise_connection_string)
 from app.storage.base import new_key
 from app.storage.filesystem import FileSystemStorage
-from tests.helpers import free_port
+from tests.helpers import assert_every_operation_is_a_storage_error, free_port
 
 ACCOUNT_KEY = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=" * 2
 
@@ -135,19 +135,7 @@ def test_an_unreachable_service_is_a_storage_error_never_a_missing_blob(tmp_path
     source = tmp_path / "upload.tmp"
     source.write_bytes(b"payload")
     key = new_key()
-    operations = {
-        "put_file": lambda: storage.put_file(key, str(source), move=True),
-        "open": lambda: storage.open(key),
-        "size": lambda: storage.size(key),
-        "exists": lambda: storage.exists(key),
-        "delete": lambda: storage.delete(key),
-        "read_range": lambda: storage.read_range(key, 0, 1),
-        "iter_range": lambda: list(storage.iter_range(key)),
-    }
-    for name, operation in operations.items():
-        with pytest.raises(StorageError) as info:
-            operation()
-        assert not isinstance(info.value, BlobNotFound), name
+    assert_every_operation_is_a_storage_error(storage, key, source)
     assert source.read_bytes() == b"payload"          # a failed move keeps the source
 
 
