@@ -194,9 +194,7 @@ class FrameSource:
         return b"".join(span[offset - start:offset - start + length] for offset, length in ranges)
 
     def _read(self, offset: int, length: int) -> bytes:
-        # One chunk of the whole length: a single read (b"".join of one bytes object returns it as is).
-        return b"".join(self.storage.iter_range(self.row.blob_key, offset, length,
-                                                chunk_size=max(length, 1)))
+        return self.storage.read_range(self.row.blob_key, offset, length)
 
 
 def header_dataset(storage, row, metadata: dict, *, annotations: bool = False, complete: bool = False,

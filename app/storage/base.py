@@ -53,7 +53,8 @@ class BlobStorage(Protocol):
         """The bytes ``[start, start+length)`` in chunks, without reading the rest of the blob."""
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
-        """Exactly ``length`` bytes from ``start`` (raises StorageError when the blob is shorter)."""
+        """Exactly ``length`` bytes from ``start``, in one read (raises StorageError when the blob is
+        shorter)."""
 
     def size(self, key: str) -> int:
         ...

@@ -135,7 +135,12 @@ class FileSystemStorage:
             handle.close()
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
-        return b"".join(self.iter_range(key, start, length))
+        with self.open(key) as handle:
+            handle.seek(start)
+            data = handle.read(length)
+        if len(data) != length:
+            raise StorageError(f"blob {key} ended {length - len(data)} bytes early")
+        return data
 
     def size(self, key: str) -> int:
         path = self._path(key)

@@ -217,6 +217,10 @@ class CountingStorage:
         self.calls.append((start, length))
         return self.storage.iter_range(key, start, length, **kwargs)
 
+    def read_range(self, key, start, length):
+        self.calls.append((start, length))
+        return self.storage.read_range(key, start, length)
+
     def __getattr__(self, name):
         return getattr(self.storage, name)
 
