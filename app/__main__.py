@@ -27,6 +27,9 @@ def default_workers() -> int:
     where there is no fork() (Windows: IIS or App Service run the processes there)."""
     configured = os.environ.get("DICOMCLOUD_WORKERS", "").strip()
     if configured:
+        if not configured.isdigit():
+            from app.errors import ConfigurationError
+            raise ConfigurationError([f"DICOMCLOUD_WORKERS must be a whole number, not {configured!r}"])
         return max(1, int(configured))
     if not hasattr(os, "fork"):
         return 1
@@ -42,12 +45,12 @@ def cmd_serve(args) -> int:
 
     from app import create_app
     config = args.config if args.config else None
+    workers = args.workers if args.workers is not None else default_workers()
     app = create_app(config)               # settings and schema checked (and SQLite created) once, up front
     # waitress receives each request body completely before calling the app, spooling large bodies to a
     # temporary file: put that file in app:tempDirectory (beside the storage), not in the system's /tmp.
     import tempfile
     tempfile.tempdir = str(app.extensions["dicomcloud"].temp_dir)
-    workers = args.workers if args.workers is not None else default_workers()
     if workers > 1 and not hasattr(os, "fork"):
         print("--workers > 1 needs fork (Linux/macOS); serving with one process", file=sys.stderr)
         workers = 1
